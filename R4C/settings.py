@@ -1,0 +1,225 @@
+"""R4C settings: every knob comes from the environment (or `.env`), see `.env.example`.
+
+Defaults are safe for production; `make run` sets the development values explicitly.
+"""
+
+import os
+import zoneinfo
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Variables already in the environment win over `.env`, so a command line can override it.
+load_dotenv(BASE_DIR / ".env")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name).lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={os.environ[name]!r} is not a boolean: use one of "
+        f"{', '.join(sorted(_TRUE | _FALSE))}."
+    )
+
+
+def env_number(
+    name: str, default: float, *, kind=int, minimum: float = 0, maximum: float = 10**9
+) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not valid: expected "
+            f"{'a whole number' if kind is int else 'a number'} from {minimum} to {maximum}."
+        )
+    return value
+
+
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = env_str(name, default).upper()
+    if value not in choices:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not valid: use one of {', '.join(sorted(choices))}."
+        )
+    return value
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off: set it in the environment or .env "
+            '(for example: python -c "import secrets; print(secrets.token_urlsafe(50))").'
+        )
+    SECRET_KEY = "django-insecure-development-only-key"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "robots",
+    "customers",
+    "orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "R4C.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "R4C.wsgi.application"
+
+
+def _database(url: str) -> dict:
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable URL: {error}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The web process and the worker write at once: WAL lets readers go on while one
+        # writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrade),
+        # and the timeout makes a writer wait for the lock instead of failing.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+        # A file, not memory, so that tests with several threads share one database.
+        config["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    elif config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be a sqlite:// or postgres:// URL, "
+            f"not {config['ENGINE'].rsplit('.', 1)[-1]}."
+        )
+    return config
+
+
+DATABASES = {
+    "default": _database(env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+if TIME_ZONE not in zoneinfo.available_timezones():
+    raise ImproperlyConfigured(
+        f"TIME_ZONE={TIME_ZONE!r} is not a known time zone: use an IANA name such as "
+        "UTC or Europe/Moscow."
+    )
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Where GET /download/ keeps the last weekly report it built.
+PRODUCTION_LIST_DIR = BASE_DIR / "production_list"
+
+# Mail: the factory's variable names, mapped onto Django's MAILERS. Without EMAIL_HOST the
+# console backend prints every message, so a development machine needs no mail server.
+_use_tls = env_bool("EMAIL_USE_TLS", False)
+_use_ssl = env_bool("EMAIL_USE_SSL", False)
+if _use_tls and _use_ssl:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL are both on: set at most one of them."
+    )
+# Read even without EMAIL_HOST, so that a typo fails at start-up, not at the first mail.
+_smtp_options = {
+    "host": env_str("EMAIL_HOST"),
+    "port": env_number(
+        "EMAIL_PORT", 465 if _use_ssl else 587 if _use_tls else 25, minimum=1, maximum=65535
+    ),
+    "username": env_str("HOST_USER"),
+    "password": env_str("HOST_PASSWORD"),
+    "use_tls": _use_tls,
+    "use_ssl": _use_ssl,
+    "timeout": env_number("EMAIL_TIMEOUT", 10, kind=float, minimum=0.1, maximum=600),
+}
+if _smtp_options["host"]:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": _smtp_options,
+        }
+    }
+else:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
+
+# How long a worker may hold claimed notices before another worker takes them over; it
+# must outlast the slowest batch the worker sends on one connection.
+NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, minimum=10)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+    },
+}

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check(**env):
+    """Run `manage.py check` in a fresh process with these variables, as start-up does."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        check=False,
+        cwd=ROOT,
+        env=clean | {"SECRET_KEY": "k"} | env,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"EMAIL_PORT": "abc"}, "EMAIL_PORT"),
+        ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),
+        ({"EMAIL_TIMEOUT": "-1"}, "EMAIL_TIMEOUT"),
+        ({"EMAIL_USE_TLS": "true", "EMAIL_USE_SSL": "true"}, "EMAIL_USE_SSL"),
+        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
+        ({"DATABASE_URL": "mysql://localhost/r4c"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ],
+)
+def test_a_malformed_variable_stops_start_up_naming_it(env, named):
+    result = check(**env)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line
+    assert named in last_line
+
+
+def test_it_starts_with_production_defaults_and_a_secret_key():
+    result = check()
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_needs_no_secret_key():
+    result = check(DEBUG="true", SECRET_KEY="")
+    assert result.returncode == 0, result.stderr

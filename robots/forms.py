@@ -1,0 +1,57 @@
+from datetime import datetime, timedelta
+
+from django import forms
+from django.core.validators import RegexValidator
+from django.utils import timezone
+
+from robots.models import Version, validate_name
+
+CREATED_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A production line's clock may run a little ahead of ours; a robot from tomorrow is a bug.
+CLOCK_SKEW = timedelta(minutes=5)
+# Nothing was produced before the factory existed; also keeps year 0001 away from
+# time-zone arithmetic that would overflow.
+EARLIEST = datetime(2000, 1, 1)
+
+
+class RobotForm(forms.Form):
+    """A robot as the production line reports it; cleaned_data["version"] is a Version."""
+
+    model = forms.CharField(strip=False, validators=[validate_name])
+    version = forms.CharField(strip=False, validators=[validate_name])
+    created = forms.CharField(
+        strip=False,
+        validators=[
+            RegexValidator(
+                r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z",
+                "Must be a time written exactly as YYYY-MM-DD hh:mm:ss.",
+            )
+        ],
+    )
+
+    def clean_created(self) -> datetime:
+        raw = self.cleaned_data["created"]
+        try:
+            naive = datetime.strptime(raw, CREATED_FORMAT)
+        except ValueError:
+            raise forms.ValidationError(f"{raw} is not a real moment in the calendar.")
+        if naive < EARLIEST:
+            raise forms.ValidationError(f"Must not be before {EARLIEST:%Y-%m-%d}.")
+        created = timezone.make_aware(naive)
+        if created > timezone.now() + CLOCK_SKEW:
+            raise forms.ValidationError(f"{raw} is in the future.")
+        return created
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "model" in data and "version" in data:
+            model, version = data["model"].upper(), data["version"].upper()
+            try:
+                data["version"] = Version.objects.select_related("model").get(
+                    model__name=model, name=version
+                )
+            except Version.DoesNotExist:
+                self.add_error(
+                    "version", f"The catalog has no version {version} of model {model}."
+                )
+        return data

@@ -1,0 +1,63 @@
+import json
+
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from R4C.http import allow_methods, form_problem, problem
+from robots.forms import CREATED_FORMAT, RobotForm
+from robots.models import Robot
+
+# A robot record is under 200 bytes; anything much bigger is not one.
+MAX_ROBOT_BODY = 4 * 1024
+ROBOT_FIELDS = ("model", "version", "created")
+
+
+@csrf_exempt  # machine clients with no cookies; access control will be a token.
+@allow_methods("POST")
+def add_robot(request: HttpRequest) -> JsonResponse:
+    if request.content_type != "application/json":
+        return problem(
+            415,
+            "Send the robot as JSON with the header Content-Type: application/json.",
+        )
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_ROBOT_BODY:
+        return problem(413, f"The body is over {MAX_ROBOT_BODY} bytes; a robot is far smaller.")
+    try:
+        data = json.loads(request.body)
+    except (ValueError, RecursionError):
+        return problem(400, "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        return problem(400, "The body must be a JSON object with model, version and created.")
+
+    errors = {key: ["Unknown field."] for key in data if key not in ROBOT_FIELDS}
+    for key in ROBOT_FIELDS:
+        if key not in data:
+            errors[key] = ["This field is required."]
+        elif not isinstance(data[key], str):
+            errors[key] = [f"Must be a string, not {type(data[key]).__name__}."]
+    if errors:
+        return problem(400, "The robot has missing, unknown or mistyped fields.", errors)
+
+    form = RobotForm(data)
+    if not form.is_valid():
+        return form_problem(form, "The robot is not valid.")
+    version = form.cleaned_data["version"]
+    robot = Robot.objects.create(
+        model=version.model, version=version, created=form.cleaned_data["created"]
+    )
+    return JsonResponse(robot_json(robot), status=201)
+
+
+def robot_json(robot: Robot) -> dict:
+    return {
+        "id": robot.id,
+        "serial": robot.serial,
+        "model": robot.model.name,
+        "version": robot.version.name,
+        "created": timezone.localtime(robot.created).strftime(CREATED_FORMAT),
+    }
