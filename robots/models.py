@@ -87,8 +87,9 @@ class Robot(models.Model):
 
     class Meta:
         indexes = [
-            # The weekly report: robots produced since a moment.
-            models.Index(fields=["created"], name="robot_created_idx"),
+            # The weekly report: robots produced since a moment, counted by serial from
+            # the index alone.
+            models.Index(fields=["created", "serial"], name="robot_created_serial_idx"),
             # Stock: is there a robot of this serial?
             models.Index(fields=["serial"], name="robot_serial_idx"),
         ]

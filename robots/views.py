@@ -1,12 +1,15 @@
 import json
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from R4C.http import allow_methods, form_problem, problem
 from robots.forms import CREATED_FORMAT, RobotForm
 from robots.models import Robot
+from robots.utils import REPORT_NAME, create_production_list, get_difference_datetime_from_today
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A robot record is under 200 bytes; anything much bigger is not one.
 MAX_ROBOT_BODY = 4 * 1024
@@ -61,3 +64,14 @@ def robot_json(robot: Robot) -> dict:
         "version": robot.version.name,
         "created": timezone.localtime(robot.created).strftime(CREATED_FORMAT),
     }
+
+
+@allow_methods("GET", "HEAD")
+def download_production_list(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    robots = Robot.objects.filter(
+        created__gte=get_difference_datetime_from_today(days=7, now=now), created__lte=now
+    )
+    response = HttpResponse(create_production_list(robots), content_type=XLSX)
+    response["Content-Disposition"] = f'attachment; filename="{REPORT_NAME}"'
+    return response

@@ -1,0 +1,60 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
+from robots.tests.report import read_report
+from robots.tests.test_utils import ReportTestCase
+from robots.utils import HEADER
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class DownloadProductionListTests(ReportTestCase):
+    def test_it_serves_the_week_as_an_excel_attachment(self):
+        self.produce("R2", "D2", 2, created=timezone.now() - timedelta(days=1))
+
+        response = self.client.get("/download/")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response["Content-Type"], XLSX)
+        self.assertEqual(
+            response["Content-Disposition"], 'attachment; filename="robots_list.xlsx"'
+        )
+        self.assertEqual(read_report(response.content), {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual((self.folder / "robots_list.xlsx").read_bytes(), response.content)
+
+    def test_it_counts_the_last_seven_days_up_to_now(self):
+        week_ago = timezone.now() - timedelta(days=7)
+        self.produce("R2", "D2", 1, created=week_ago + timedelta(minutes=1))
+        self.produce("R2", "D2", 1, created=timezone.now() - timedelta(seconds=1))
+        self.produce("R2", "A1", 1, created=week_ago - timedelta(minutes=1))
+        self.produce("13", "XS", 1, created=timezone.now() + timedelta(hours=1))
+
+        report = read_report(self.client.get("/download/").content)
+
+        self.assertEqual(report, {"R2": [HEADER, ("R2", "D2", 2)]})
+
+    def test_a_week_without_production_is_a_report_not_an_error(self):
+        self.produce("R2", "D2", 5, created=timezone.now() - timedelta(days=30))
+
+        response = self.client.get("/download/")
+
+        self.assertEqual(response.status_code, 200)
+        [rows] = read_report(response.content).values()
+        self.assertEqual(rows[0], HEADER)
+        self.assertEqual(len(rows), 2)
+
+    def test_head_is_allowed(self):
+        response = self.client.head("/download/")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response["Content-Type"], XLSX)
+
+    def test_other_methods_get_405_in_the_problem_shape(self):
+        for method in ["post", "put", "delete"]:
+            with self.subTest(method=method):
+                response = getattr(self.client, method)("/download/")
+                self.assertEqual(response.status_code, 405)
+                self.assertEqual(response["Content-Type"], "application/problem+json")
+                self.assertEqual(response.json()["status"], 405)
+                self.assertEqual(response["Allow"], "GET, HEAD")
+        self.assertFalse((self.folder / "robots_list.xlsx").exists())

@@ -1,0 +1,107 @@
+"""The director's weekly production report."""
+
+import io
+import os
+import tempfile
+from datetime import datetime, timedelta
+from itertools import groupby
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+from openpyxl import Workbook
+from openpyxl.chart import BarChart, Reference
+from openpyxl.styles import Font
+from openpyxl.worksheet.worksheet import Worksheet
+
+from robots.models import Robot
+
+REPORT_NAME = "robots_list.xlsx"
+HEADER = ("Модель", "Версия", "Количество за неделю")
+COLUMN_WIDTHS = (10, 10, 24)
+
+
+def get_difference_datetime_from_today(days: int = 7, now: datetime | None = None) -> datetime:
+    """The start of a window of `days` × 24 hours that ends now (an aware datetime)."""
+    return (now or timezone.now()) - timedelta(days=days)
+
+
+def count_by_serial(robots: QuerySet[Robot]) -> list[tuple[str, int]]:
+    """(serial, how many) for the selection, ordered by model then version.
+
+    One grouped query, counted by the database: the index on (created, serial) serves both
+    the window and the grouping, so no robot is loaded into Python. A serial is
+    MODEL-VERSION with two-character names, so ordering by it orders by model, then version.
+    """
+    rows = robots.order_by().values("serial").annotate(count=Count("*")).order_by("serial")
+    return [(row["serial"], row["count"]) for row in rows]
+
+
+def create_production_list(robots: QuerySet[Robot]) -> bytes:
+    """Build the report for the selection, keep a copy in production_list/, return its bytes."""
+    content = render_production_list(count_by_serial(robots))
+    _write_atomically(settings.PRODUCTION_LIST_DIR, REPORT_NAME, content)
+    return content
+
+
+def render_production_list(counts: list[tuple[str, int]]) -> bytes:
+    """The workbook for (serial, count) rows ordered by serial, as .xlsx bytes."""
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    for model, rows in groupby(counts, key=lambda row: row[0].split("-", 1)[0]):
+        sheet = _new_sheet(workbook, model)
+        for serial, count in rows:
+            _append_text_row(sheet, model, serial.split("-", 1)[1], count)
+        _add_chart(sheet, model)
+    if not counts:
+        sheet = _new_sheet(workbook, "Нет производства")
+        sheet.append(["За эту неделю роботы не производились."])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _new_sheet(workbook: Workbook, title: str) -> Worksheet:
+    sheet = workbook.create_sheet(title=title)
+    sheet.append(HEADER)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    sheet.freeze_panes = "A2"
+    for letter, width in zip("ABC", COLUMN_WIDTHS, strict=True):
+        sheet.column_dimensions[letter].width = width
+    return sheet
+
+
+def _append_text_row(sheet: Worksheet, model: str, version: str, count: int) -> None:
+    sheet.append([model, version, count])
+    # openpyxl takes any string that starts with "=" for a formula; a catalog name is text.
+    for cell in sheet[sheet.max_row][:2]:
+        cell.data_type = "s"
+
+
+def _add_chart(sheet: Worksheet, model: str) -> None:
+    chart = BarChart()
+    chart.title = f"{model}: {HEADER[2].lower()}"
+    chart.y_axis.title = "Роботов"
+    chart.x_axis.title = HEADER[1]
+    chart.legend = None
+    last = sheet.max_row
+    chart.add_data(Reference(sheet, min_col=3, min_row=1, max_row=last), titles_from_data=True)
+    chart.set_categories(Reference(sheet, min_col=2, min_row=2, max_row=last))
+    sheet.add_chart(chart, "E2")
+
+
+def _write_atomically(folder, name: str, content: bytes) -> None:
+    # A temporary file in the same folder, then a rename: two downloads at once never leave
+    # or find a half-written report.
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
+        try:
+            tmp.write(content)
+            tmp.flush()
+            os.chmod(tmp.name, 0o644)
+            os.fsync(tmp.fileno())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, os.path.join(folder, name))
