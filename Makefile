@@ -25,11 +25,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-# The web server on http://127.0.0.1:$(PORT) with development settings and a demo catalog.
+# The web server on http://127.0.0.1:$(PORT) and the mail worker beside it, with development
+# settings and a demo catalog. Ctrl-C stops both.
 run: export DEBUG = true
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_catalog
+	@trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(PY) manage.py send_notifications & worker=$$!; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # The whole suite, on SQLite, or on the database DATABASE_URL names.

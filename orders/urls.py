@@ -1,1 +1,7 @@
-urlpatterns = []
+from django.urls import path
+
+from orders import views
+
+urlpatterns = [
+    path("create_order/", views.create_order, name="create_order"),
+]

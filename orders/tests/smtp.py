@@ -1,0 +1,79 @@
+"""A real SMTP server on a loopback port (aiosmtpd), with the failures tests need."""
+
+import asyncio
+import socket
+from contextlib import contextmanager
+from email import message_from_bytes, policy
+
+from aiosmtpd.controller import Controller
+from django.test import override_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Handler:
+    def __init__(self):
+        self.messages = []  # (envelope recipients, parsed message)
+        self.connections = 0
+        self.refuse = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 No such user"
+        self.temporary_failures = 0  # DATA answered 451 this many times
+        self.delay = 0.0  # seconds to wait before answering DATA
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.temporary_failures:
+            self.temporary_failures -= 1
+            return "451 4.3.0 Mailbox busy, try again later"
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def recipients(self) -> list[str]:
+        return sorted(address for rcpt_tos, _ in self.messages for address in rcpt_tos)
+
+
+def mailer_settings(port: int, timeout: float = 5):
+    return override_settings(
+        MAILERS={
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": timeout},
+            }
+        }
+    )
+
+
+@contextmanager
+def smtp_server():
+    """Yield the Handler of a running server; the default mailer points at it meanwhile."""
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with mailer_settings(controller.port):
+            yield handler
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def no_smtp_server():
+    """The default mailer points at a loopback port where nothing listens."""
+    with mailer_settings(free_port()):
+        yield

@@ -1,0 +1,185 @@
+from datetime import UTC, datetime
+
+from django.core import mail
+from django.core.management import call_command
+from django.test import TestCase
+
+from customers.models import Customer
+from orders.models import Notice, Order
+from robots.models import Model, Robot, Version
+
+BOUNDARY = "r4cboundary"
+
+
+class CreateOrderTests(TestCase):
+    def setUp(self):
+        r2 = Model.objects.create(name="R2")
+        self.d2 = Version.objects.create(model=r2, name="D2")
+        self.a1 = Version.objects.create(model=r2, name="A1")
+
+    def order(self, email="ann@example.com", serial="R2-D2", **kwargs):
+        return self.client.post(
+            "/create_order/", {"email": email, "robot-serial": serial}, **kwargs
+        )
+
+    def produce(self, version):
+        Robot.objects.create(model=version.model, version=version, created=datetime.now(UTC))
+
+    def assert_nothing_written(self):
+        self.assertEqual(Customer.objects.count(), 0)
+        self.assertEqual(Order.objects.count(), 0)
+        self.assertEqual(Notice.objects.count(), 0)
+
+    def assert_problem(self, response, status, *fields):
+        self.assertEqual(response.status_code, status)
+        self.assertEqual(response["Content-Type"], "application/problem+json")
+        problem = response.json()
+        self.assertEqual(set(problem), {"type", "title", "status", "detail", "errors"})
+        self.assertEqual(problem["status"], status)
+        for field in fields:
+            self.assertIn(field, problem["errors"])
+        self.assert_nothing_written()
+        return problem
+
+    def test_a_new_order_answers_201_and_waits_for_the_robot(self):
+        response = self.order()
+
+        self.assertEqual(response.status_code, 201)
+        order = Order.objects.get()
+        self.assertEqual(
+            response.json(),
+            {
+                "id": order.id,
+                "email": "ann@example.com",
+                "robot_serial": "R2-D2",
+                "is_notified": False,
+                "in_stock": False,
+            },
+        )
+        self.assertFalse(Notice.objects.exists())
+
+    def test_urlencoded_forms_are_taken_too(self):
+        response = self.client.post(
+            "/create_order/",
+            "email=ann%40example.com&robot-serial=R2-D2",
+            content_type="application/x-www-form-urlencoded",
+        )
+        self.assertEqual(response.status_code, 201)
+
+    def test_the_same_address_in_another_case_is_the_same_customer(self):
+        self.order(email="Ann@Example.com", serial="R2-D2")
+        response = self.order(email="  ann@example.COM ", serial="r2-a1")
+
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(response.json()["robot_serial"], "R2-A1")
+        self.assertEqual(
+            list(Customer.objects.values_list("email", flat=True)), ["Ann@Example.com"]
+        )
+        self.assertEqual(Order.objects.count(), 2)
+
+    def test_placing_an_order_again_renews_it_with_200(self):
+        first = self.order().json()
+        Order.objects.update(is_notified=True)
+
+        response = self.order(email="ANN@example.com")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["id"], first["id"])
+        self.assertFalse(response.json()["is_notified"])
+        self.assertFalse(Order.objects.get().is_notified)
+
+    def test_a_robot_in_stock_is_notified_at_once_through_the_worker(self):
+        self.produce(self.d2)
+
+        response = self.order()
+
+        self.assertEqual(response.status_code, 201)
+        self.assertTrue(response.json()["in_stock"])
+        self.assertEqual(Notice.objects.get().state, Notice.State.PENDING)
+        self.assertEqual(mail.outbox, [])  # the request itself never mails
+        call_command("send_notifications", "--once")
+        [message] = mail.outbox
+        self.assertEqual(message.to, ["ann@example.com"])
+        self.assertTrue(Order.objects.get().is_notified)
+
+    def test_a_renewed_order_in_stock_is_notified_again(self):
+        self.produce(self.d2)
+        self.order()
+        call_command("send_notifications", "--once")
+
+        self.assertEqual(self.order().status_code, 200)
+        call_command("send_notifications", "--once")
+
+        self.assertEqual(len(mail.outbox), 2)
+        self.assertTrue(Order.objects.get().is_notified)
+
+    def test_placing_an_order_twice_before_the_mail_goes_mails_once(self):
+        self.produce(self.d2)
+        self.order()
+        self.order()
+        call_command("send_notifications", "--once")
+
+        self.assertEqual(len(mail.outbox), 1)
+
+    def test_it_rejects_missing_fields(self):
+        response = self.client.post("/create_order/", {"email": "ann@example.com"})
+        self.assert_problem(response, 400, "robot-serial")
+        response = self.client.post("/create_order/", {"robot-serial": "R2-D2"})
+        self.assert_problem(response, 400, "email")
+        response = self.client.post("/create_order/", {"robot_serial": "R2-D2", "email": "a@b.c"})
+        self.assert_problem(response, 400, "robot-serial")
+
+    def test_it_rejects_addresses_that_are_not_one_mailbox(self):
+        for email in [
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example.com, bob@example.com",
+            "Ann <ann@example.com>",
+            "ann@example.com\r\nBcc: everyone@example.com",
+            "ann@example.com\nSubject: hi",
+            "a" * 250 + "@example.com",
+        ]:
+            with self.subTest(email=email[:40]):
+                self.assert_problem(self.order(email=email), 400, "email")
+
+    def test_it_rejects_serials_that_are_malformed_or_not_in_the_catalog(self):
+        for serial in ["R2D2", "R2-", "R2-D2-", "R2_D2", "R-2D2", "R2-Д2", "R2-D2" * 2000]:
+            with self.subTest(serial=serial[:20]):
+                self.assert_problem(self.order(serial=serial), 400, "robot-serial")
+        problem = self.assert_problem(self.order(serial="X9-Z9"), 400, "robot-serial")
+        self.assertEqual(problem["errors"]["robot-serial"], ["The catalog has no robot X9-Z9."])
+
+    def test_it_rejects_broken_multipart(self):
+        bodies = [
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="email"\r\n\r\nann@e',
+            "no boundary here at all",
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--{BOUNDARY}--",
+        ]
+        for body in bodies:
+            with self.subTest(body=body[:30]):
+                response = self.client.post(
+                    "/create_order/",
+                    body,
+                    content_type=f"multipart/form-data; boundary={BOUNDARY}",
+                )
+                self.assert_problem(response, 400)
+        response = self.client.post(
+            "/create_order/", "email=a", content_type="multipart/form-data"
+        )
+        self.assert_problem(response, 400)
+
+    def test_it_wants_form_data(self):
+        response = self.client.post(
+            "/create_order/",
+            {"email": "ann@example.com", "robot-serial": "R2-D2"},
+            content_type="application/json",
+        )
+        self.assert_problem(response, 415)
+
+    def test_it_allows_only_post(self):
+        for method in ["get", "put", "delete"]:
+            with self.subTest(method=method):
+                response = getattr(self.client, method)("/create_order/")
+                self.assert_problem(response, 405)
+                self.assertEqual(response["Allow"], "POST")
