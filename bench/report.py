@@ -71,7 +71,11 @@ def fill(n: int) -> None:
         with transaction.atomic():
             Robot.objects.bulk_create(robots)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # As autovacuum would in production: statistics, and on PostgreSQL the visibility
+        # map that lets the index on (created, serial) answer alone.
+        cursor.execute(
+            "VACUUM ANALYZE robots_robot" if connection.vendor == "postgresql" else "ANALYZE"
+        )
 
 
 def best_seconds(actions, repeat: int) -> list[float]:

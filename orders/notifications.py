@@ -137,6 +137,9 @@ def claim_due(limit: int = BATCH) -> list[Notice]:
     due = Q(state=Notice.State.PENDING, next_attempt_at__lte=now) | Q(
         state=Notice.State.SENDING, claimed_until__lt=now
     )
+    # A plain read first: an idle worker must not take SQLite's write lock every second.
+    if not Notice.objects.filter(due).exists():
+        return []
     with transaction.atomic():
         # skip_locked: several workers on PostgreSQL never wait for, nor take, the same rows.
         ids = list(
