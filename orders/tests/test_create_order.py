@@ -6,12 +6,13 @@ from django.test import TestCase
 
 from customers.models import Customer
 from orders.models import Notice, Order
+from R4C.tests.problem import ProblemAssertions
 from robots.models import Model, Robot, Version
 
 BOUNDARY = "r4cboundary"
 
 
-class CreateOrderTests(TestCase):
+class CreateOrderTests(ProblemAssertions, TestCase):
     def setUp(self):
         r2 = Model.objects.create(name="R2")
         self.d2 = Version.objects.create(model=r2, name="D2")
@@ -29,17 +30,6 @@ class CreateOrderTests(TestCase):
         self.assertEqual(Customer.objects.count(), 0)
         self.assertEqual(Order.objects.count(), 0)
         self.assertEqual(Notice.objects.count(), 0)
-
-    def assert_problem(self, response, status, *fields):
-        self.assertEqual(response.status_code, status)
-        self.assertEqual(response["Content-Type"], "application/problem+json")
-        problem = response.json()
-        self.assertEqual(set(problem), {"type", "title", "status", "detail", "errors"})
-        self.assertEqual(problem["status"], status)
-        for field in fields:
-            self.assertIn(field, problem["errors"])
-        self.assert_nothing_written()
-        return problem
 
     def test_a_new_order_answers_201_and_waits_for_the_robot(self):
         response = self.order()

@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
+from R4C.tests.problem import ProblemAssertions
 from robots.models import Model, Robot, Version
 
 
-class AddRobotTests(TestCase):
+class AddRobotTests(ProblemAssertions, TestCase):
     def setUp(self):
         r2 = Model.objects.create(name="R2")
         Version.objects.create(model=r2, name="D2")
@@ -19,18 +20,8 @@ class AddRobotTests(TestCase):
             body = json.dumps(body)
         return self.client.post("/add_robot/", body, content_type=content_type)
 
-    def assert_problem(self, response, status, *fields):
-        self.assertEqual(response.status_code, status)
-        self.assertEqual(response["Content-Type"], "application/problem+json")
-        problem = response.json()
-        self.assertEqual(set(problem), {"type", "title", "status", "detail", "errors"})
-        self.assertEqual(problem["status"], status)
-        self.assertTrue(problem["detail"])
-        for field in fields:
-            self.assertIn(field, problem["errors"])
-            self.assertTrue(all(isinstance(m, str) and m for m in problem["errors"][field]))
+    def assert_nothing_written(self):
         self.assertEqual(Robot.objects.count(), 0)
-        return problem
 
     def test_it_records_a_robot_and_answers_201_with_its_serial(self):
         response = self.post({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})

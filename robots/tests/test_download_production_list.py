@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from R4C.tests.problem import ProblemAssertions
 from robots.tests.report import read_report
 from robots.tests.test_utils import ReportTestCase
 from robots.utils import HEADER
@@ -9,7 +10,10 @@ from robots.utils import HEADER
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-class DownloadProductionListTests(ReportTestCase):
+class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
+    def assert_nothing_written(self):
+        self.assertFalse((self.folder / "robots_list.xlsx").exists())
+
     def test_it_serves_the_week_as_an_excel_attachment(self):
         self.produce("R2", "D2", 2, created=timezone.now() - timedelta(days=1))
 
@@ -53,8 +57,5 @@ class DownloadProductionListTests(ReportTestCase):
         for method in ["post", "put", "delete"]:
             with self.subTest(method=method):
                 response = getattr(self.client, method)("/download/")
-                self.assertEqual(response.status_code, 405)
-                self.assertEqual(response["Content-Type"], "application/problem+json")
-                self.assertEqual(response.json()["status"], 405)
+                self.assert_problem(response, 405)
                 self.assertEqual(response["Allow"], "GET, HEAD")
-        self.assertFalse((self.folder / "robots_list.xlsx").exists())
