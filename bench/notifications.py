@@ -13,24 +13,13 @@ A PostgreSQL database named in DATABASE_URL must exist; its robots and orders ar
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'bench' / 'notify.sqlite3'}")
-os.environ.setdefault("SECRET_KEY", "benchmark-only")
-os.environ["ALLOWED_HOSTS"] = "testserver"
-os.environ["LOG_LEVEL"] = "WARNING"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "R4C.settings")
+from common import setup_django
 
-import django
-
-django.setup()
+setup_django("notify.sqlite3")
 
 from django.conf import settings
 from django.core.management import call_command
@@ -40,13 +29,8 @@ from django.test import Client
 from customers.models import Customer
 from orders.models import Arrival, Notice, Order
 from orders.notifications import claim_due, deliver, expand_arrivals
+from orders.tests.smtp import free_port
 from robots.models import Model, Robot, Version
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def reset(orders: int) -> None:

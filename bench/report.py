@@ -13,25 +13,14 @@ its robots are replaced.
 """
 
 import argparse
-import os
 import random
-import sys
 import time
 import tracemalloc
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'bench' / 'report.sqlite3'}")
-os.environ.setdefault("SECRET_KEY", "benchmark-only")
-os.environ["ALLOWED_HOSTS"] = "testserver"
-os.environ["LOG_LEVEL"] = "WARNING"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "R4C.settings")
+from common import ROOT, setup_django
 
-import django
-
-django.setup()
+setup_django("report.sqlite3")
 
 from django.conf import settings
 from django.core.management import call_command
