@@ -85,6 +85,12 @@ def _add_chart(sheet: Worksheet, model: str) -> None:
     chart.y_axis.title = "Роботов"
     chart.x_axis.title = HEADER[1]
     chart.legend = None
+    # Bars start at zero, so that 36 next to 40 does not look like a fifth of it; the axes
+    # are said to be shown, as Excel hides them when openpyxl leaves that unset.
+    chart.y_axis.scaling.min = 0
+    chart.y_axis.number_format = "0"
+    chart.x_axis.delete = False
+    chart.y_axis.delete = False
     last = sheet.max_row
     chart.add_data(Reference(sheet, min_col=3, min_row=1, max_row=last), titles_from_data=True)
     chart.set_categories(Reference(sheet, min_col=2, min_row=2, max_row=last))

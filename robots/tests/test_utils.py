@@ -90,7 +90,8 @@ class CreateProductionListTests(ReportTestCase):
         self.assertTrue(all(cell.font.b for cell in sheet[1]))
         self.assertEqual(sheet.freeze_panes, "A2")
         self.assertGreaterEqual(sheet.column_dimensions["C"].width, len(HEADER[2]))
-        self.assertEqual(len(sheet._charts), 1)
+        [chart] = sheet._charts
+        self.assertEqual(chart.y_axis.scaling.min, 0)
         self.assertEqual(sheet["C2"].data_type, "n")
 
     def test_a_catalog_name_that_starts_with_equals_stays_text(self):
