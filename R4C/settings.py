@@ -71,14 +71,10 @@ def env_list(name: str, default: str) -> list[str]:
 
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is required when DEBUG is off: set it in the environment or .env "
-            '(for example: python -c "import secrets; print(secrets.token_urlsafe(50))").'
-        )
-    SECRET_KEY = "django-insecure-development-only-key"
+# Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
+# start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
+# without it, as Django allows.
+SECRET_KEY = env_str("SECRET_KEY") or ("django-insecure-development-only-key" if DEBUG else "")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

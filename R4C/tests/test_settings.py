@@ -8,11 +8,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def check(**env):
-    """Run `manage.py check` in a fresh process with these variables, as start-up does."""
+def run(*args, **env):
+    """Run `python ARGS` in the project, in a fresh process with these variables."""
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
     return subprocess.run(
-        [sys.executable, "manage.py", "check"],
+        [sys.executable, *args],
         check=False,
         cwd=ROOT,
         env=clean | {"SECRET_KEY": "k"} | env,
@@ -32,12 +32,11 @@ def check(**env):
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
         ({"DATABASE_URL": "mysql://localhost/r4c"}, "DATABASE_URL"),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
-        ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ],
 )
 def test_a_malformed_variable_stops_start_up_naming_it(env, named):
-    result = check(**env)
+    result = run("manage.py", "check", **env)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line
@@ -45,10 +44,22 @@ def test_a_malformed_variable_stops_start_up_naming_it(env, named):
 
 
 def test_it_starts_with_production_defaults_and_a_secret_key():
-    result = check()
+    result = run("manage.py", "check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("entry_point", ["R4C.wsgi", "R4C.asgi"])
+def test_a_server_without_a_secret_key_refuses_to_start_naming_it(entry_point):
+    result = run("-c", f"import {entry_point}", SECRET_KEY="")
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1]
+
+
+def test_commands_that_sign_nothing_run_without_a_secret_key():
+    result = run("manage.py", "makemigrations", "--check", "--dry-run", SECRET_KEY="")
     assert result.returncode == 0, result.stderr
 
 
 def test_debug_needs_no_secret_key():
-    result = check(DEBUG="true", SECRET_KEY="")
+    result = run("-c", "import R4C.wsgi", DEBUG="true", SECRET_KEY="")
     assert result.returncode == 0, result.stderr
