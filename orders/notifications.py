@@ -65,7 +65,7 @@ def place_order(email: str, serial: str) -> tuple[Order, bool, bool]:
             order.save(update_fields=["is_notified", "updated_at"])
         in_stock = Robot.objects.filter(serial=serial).exists()
         if in_stock:
-            _queue_notices([order.pk])
+            _queue_notices([order.pk], placed_again=True)
     return order, created, in_stock
 
 
@@ -83,8 +83,13 @@ def _lock_catalog_entry(versions) -> None:
     list(versions.select_for_update(of=("self",)).values_list("pk"))
 
 
-def _queue_notices(order_ids: list[int]) -> int:
-    """A pending notice for each of these orders that has no open one. Call in a transaction."""
+def _queue_notices(order_ids: list[int], *, placed_again: bool) -> int:
+    """A pending notice for each of these orders that has none open. Call in a transaction.
+
+    Unless the customer has just placed the order again, an order whose address was
+    rejected for good since it was placed gets no new notice: another robot would only
+    bounce again.
+    """
     locked = list(
         Order.objects.select_for_update()
         .filter(pk__in=order_ids, is_notified=False)
@@ -92,12 +97,15 @@ def _queue_notices(order_ids: list[int]) -> int:
         .values_list("pk", flat=True)
     )
     # Read after the locks are held: nobody else can be adding notices for these orders.
-    busy = set(
-        Notice.objects.filter(order_id__in=locked, state__in=Notice.OPEN).values_list(
-            "order_id", flat=True
+    skip = Notice.objects.filter(order_id__in=locked, state__in=Notice.OPEN)
+    if not placed_again:
+        skip |= Notice.objects.filter(
+            order_id__in=locked,
+            state=Notice.State.FAILED,
+            created_at__gte=F("order__updated_at"),
         )
-    )
-    new = [Notice(order_id=pk) for pk in locked if pk not in busy]
+    skip = set(skip.values_list("order_id", flat=True))
+    new = [Notice(order_id=pk) for pk in locked if pk not in skip]
     Notice.objects.bulk_create(new)
     return len(new)
 
@@ -124,7 +132,7 @@ def expand_arrivals() -> bool:
             )
             if not chunk:
                 break
-            _queue_notices(chunk)
+            _queue_notices(chunk, placed_again=False)
         after = chunk[-1]
     Arrival.objects.filter(serial=serial, pk__lte=last_arrival).delete()
     return True

@@ -199,6 +199,29 @@ class DeliveryTests(NotificationTestCase):
         self.assertFalse(failed.order.is_notified)
         self.assertEqual(Notice.objects.filter(state="sent").count(), 1)
 
+    def test_a_rejected_address_is_not_mailed_again_for_the_next_robot(self):
+        self.wait_for("R2-D2", "gone@example.com")
+        self.produce(self.d2)
+        with smtp_server() as server:
+            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            drain()
+            self.produce(self.d2)
+            drain()
+
+            self.assertEqual(server.connections, 1)
+            self.assertEqual(Notice.objects.get().state, "failed")
+
+            # The customer places the order again (say, after fixing the mailbox).
+            del server.refuse["gone@example.com"]
+            response = self.client.post(
+                "/create_order/", {"email": "gone@example.com", "robot-serial": "R2-D2"}
+            )
+            self.assertEqual(response.status_code, 200)
+            drain()
+
+        self.assertEqual(server.recipients(), ["gone@example.com"])
+        self.assertTrue(Order.objects.get().is_notified)
+
     def test_a_temporary_rejection_of_one_recipient_is_retried(self):
         self.wait_for("R2-D2", "full@example.com")
         self.produce(self.d2)
