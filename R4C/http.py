@@ -20,12 +20,9 @@ def problem(status: int, detail: str, errors: dict[str, list[str]] | None = None
         "detail": detail,
         "errors": errors or {},
     }
-    return JsonResponse(
-        body,
-        status=status,
-        content_type=PROBLEM_CONTENT_TYPE,
-        json_dumps_params={"ensure_ascii": False},
-    )
+    # ASCII JSON (\u escapes): field names echoed from a request may hold lone surrogates,
+    # which have no UTF-8 form.
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def allow_methods(*methods: str) -> Callable:

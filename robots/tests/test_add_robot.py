@@ -79,6 +79,10 @@ class AddRobotTests(ProblemAssertions, TestCase):
         )
         self.assertEqual(problem["errors"]["version"], ["This field is required."])
 
+    def test_it_rejects_unknown_fields_whose_names_cannot_be_encoded(self):
+        body = '{"\\ud800": "x", "model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
+        self.assert_problem(self.post(body), 400, "\ud800")
+
     def test_it_rejects_values_that_are_not_strings(self):
         for value in [22, 2.5, None, True, ["R2"], {"name": "R2"}]:
             with self.subTest(value=value):
