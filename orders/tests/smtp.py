@@ -21,7 +21,8 @@ class Handler:
         self.connections = 0
         self.refuse = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 No such user"
         self.temporary_failures = 0  # DATA answered 451 this many times
-        self.delay = 0.0  # seconds to wait before answering DATA
+        self.delay = 0.0  # seconds to wait before accepting each recipient
+        self.port = None  # where smtp_server() listens
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.connections += 1
@@ -29,14 +30,14 @@ class Handler:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self.temporary_failures:
             self.temporary_failures -= 1
             return "451 4.3.0 Mailbox busy, try again later"
@@ -63,7 +64,8 @@ def mailer_settings(port: int, timeout: float = 5):
 def smtp_server():
     """Yield the Handler of a running server; the default mailer points at it meanwhile."""
     handler = Handler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
     controller.start()
     try:
         with mailer_settings(controller.port):
