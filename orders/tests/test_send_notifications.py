@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
@@ -352,3 +352,43 @@ class NoDuplicatesTests(TransactionTestCase):
         self.assertEqual(server.recipients(), sorted(emails))
         self.assertEqual(Notice.objects.count(), 30)
         self.assertFalse(Order.objects.filter(is_notified=False).exists())
+
+
+class OrderDuringProductionTests(TransactionTestCase):
+    def test_an_order_placed_while_its_robot_is_being_saved_is_still_notified(self):
+        version = Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        robot_saved, commit = threading.Event(), threading.Event()
+
+        def produce_slowly():
+            # The robot's transaction stays open while the customer orders.
+            try:
+                with transaction.atomic():
+                    Robot.objects.create(
+                        model=version.model, version=version, created=datetime.now(UTC)
+                    )
+                    robot_saved.set()
+                    commit.wait(10)
+            finally:
+                connection.close()
+
+        def order():
+            try:
+                return Client().post(
+                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+                )
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            production = pool.submit(produce_slowly)
+            self.assertTrue(robot_saved.wait(10))
+            placing = pool.submit(order)
+            time.sleep(0.5)
+            commit.set()
+            production.result()
+            response = placing.result()
+
+        self.assertEqual(response.status_code, 201)
+        with smtp_server() as server:
+            drain()
+        self.assertEqual(server.recipients(), ["ann@example.com"])
