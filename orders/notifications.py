@@ -122,6 +122,8 @@ def expand_arrivals() -> bool:
     serial = arrival.serial
     # Arrivals of the serial that come in meanwhile stay for the next round.
     last_arrival = Arrival.objects.filter(serial=serial).aggregate(Max("pk"))["pk__max"]
+    if last_arrival is None:  # another worker has just finished them
+        return True
     after = 0
     while True:
         with transaction.atomic():
