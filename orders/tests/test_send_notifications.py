@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -292,20 +290,6 @@ class DeliveryTests(NotificationTestCase):
             response = self.post_robot()
         self.assertEqual(response.status_code, 201)
         self.assertEqual(Robot.objects.count(), 1)
-
-
-class WorkerLoopTests(TestCase):
-    def test_it_stops_cleanly_on_sigterm(self):
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-        previous = signal.getsignal(signal.SIGTERM)
-        timer.start()
-        started = time.monotonic()
-        try:
-            call_command("send_notifications", "--idle", "0.05")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            timer.cancel()
-        self.assertLess(time.monotonic() - started, 5)
 
 
 class NoDuplicatesTests(TransactionTestCase):
