@@ -15,6 +15,7 @@ so that one of them always sees the other.
 
 import logging
 import smtplib
+import time
 import uuid
 from datetime import timedelta
 
@@ -187,9 +188,18 @@ def deliver(notices: list[Notice]) -> None:
     """Send the claimed notices over one connection and record each outcome."""
     sent, retry, failed = [], [], []
     mailer = mailers.default
+    lease = settings.NOTICE_LEASE_SECONDS
+    renew_at = time.monotonic() + lease / 2
     try:
         mailer.open()
         for notice in notices:
+            if time.monotonic() > renew_at:
+                # A slow server must not let the lease run out under a live worker, or
+                # another one would take these notices and mail them twice.
+                Notice.objects.filter(claim=notice.claim, state=Notice.State.SENDING).update(
+                    claimed_until=timezone.now() + timedelta(seconds=lease)
+                )
+                renew_at = time.monotonic() + lease / 2
             try:
                 mailer.send_messages([message_for(notice)])
             except smtplib.SMTPRecipientsRefused as error:

@@ -376,3 +376,31 @@ class OrderDuringProductionTests(TransactionTestCase):
         with smtp_server() as server:
             drain()
         self.assertEqual(server.recipients(), ["ann@example.com"])
+
+
+class SlowBatchTests(TransactionTestCase):
+    @override_settings(NOTICE_LEASE_SECONDS=1)
+    def test_a_worker_on_a_slow_server_keeps_its_lease_so_no_other_takes_its_notices(self):
+        version = Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        emails = [f"customer{i}@example.com" for i in range(5)]
+        for email in emails:
+            Order.objects.create(
+                customer=Customer.objects.create(email=email), robot_serial="R2-D2"
+            )
+        Robot.objects.create(model=version.model, version=version, created=datetime.now(UTC))
+
+        def slow_worker():
+            try:
+                drain()
+            finally:
+                connection.close()
+
+        with smtp_server() as server, ThreadPoolExecutor(max_workers=1) as pool:
+            server.delay = 0.5  # the batch takes 2.5 s, the lease is 1 s
+            first = pool.submit(slow_worker)
+            time.sleep(1.6)
+            self.assertTrue(Notice.objects.filter(state="sending").exists())
+            drain()  # a second worker comes by after the first lease would have run out
+            first.result()
+
+        self.assertEqual(server.recipients(), sorted(emails))
