@@ -206,8 +206,8 @@ else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
 
-# How long a worker may hold claimed notices before another worker takes them over; it
-# must outlast the slowest batch the worker sends on one connection.
+# How long notices claimed by a worker stay its own without word from it: a live worker
+# renews the claim every half of this; notices of a dead one go to another after it.
 NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, minimum=10)
 
 LOGGING = {
