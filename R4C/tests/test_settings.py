@@ -33,6 +33,7 @@ def run(*args, **env):
         ({"DATABASE_URL": "mysql://localhost/r4c"}, "DATABASE_URL"),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"NOTICE_LEASE_SECONDS": "5"}, "NOTICE_LEASE_SECONDS"),
     ],
 )
 def test_a_malformed_variable_stops_start_up_naming_it(env, named):
