@@ -47,12 +47,11 @@ class CatalogEntry(models.Model):
     def clean(self) -> None:
         # A name already stamped on robots stays: their serials, the stock that
         # customers wait for and the weekly report all go by it.
-        if self.pk and self.robots.exists():
-            stored = type(self).objects.values_list("name", flat=True).get(pk=self.pk)
-            if stored != self.name:
-                raise ValidationError(
-                    {"name": f"{stored} is on robots already produced and cannot be renamed."}
-                )
+        stored = type(self).objects.filter(pk=self.pk).values_list("name", flat=True).first()
+        if stored not in (None, self.name) and self.robots.exists():
+            raise ValidationError(
+                {"name": f"{stored} is on robots already produced and cannot be renamed."}
+            )
 
 
 class Model(CatalogEntry):

@@ -159,6 +159,22 @@ class CreateOrderTests(ProblemAssertions, TestCase):
         )
         self.assert_problem(response, 400)
 
+    def test_it_refuses_a_body_over_the_size_limit(self):
+        body = "email=ann%40example.com&robot-serial=R2-D2&padding=" + "x" * 3_000_000
+        response = self.client.post(
+            "/create_order/", body, content_type="application/x-www-form-urlencoded"
+        )
+        self.assert_problem(response, 413)
+
+    def test_it_rejects_a_form_with_too_many_fields(self):
+        body = "email=ann%40example.com&robot-serial=R2-D2&" + "&".join(
+            f"f{i}=x" for i in range(1200)
+        )
+        response = self.client.post(
+            "/create_order/", body, content_type="application/x-www-form-urlencoded"
+        )
+        self.assert_problem(response, 400)
+
     def test_it_wants_form_data(self):
         response = self.client.post(
             "/create_order/",
