@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from R4C.admin import CountedDeletionMixin
 from robots.models import Model, Robot, Version
 
 
@@ -9,7 +10,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["name", "version_names"]
     search_fields = ["name"]
     inlines = [VersionInline]
@@ -23,7 +24,7 @@ class ModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Robot)
-class RobotAdmin(admin.ModelAdmin):
+class RobotAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["serial", "created"]
     list_filter = ["model"]
     date_hierarchy = "created"

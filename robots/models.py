@@ -2,6 +2,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
+from django.db.models import Lookup
 
 from robots.signals import robot_produced
 
@@ -37,6 +38,31 @@ class NameField(models.CharField):
         return super().formfield(**{"form_class": UpperCaseFormField, **kwargs})
 
 
+@NameField.register_lookup
+class IsCatalogName(Lookup):
+    """`name__is_catalog_name=True`: two of 0-9 and A-Z, checked by the database itself.
+
+    Backs a check constraint, so that no path (a shell, raw SQL, a bulk update) can store a
+    name that would break serials or the report. GLOB and `~` are built in, unlike SQLite's
+    REGEXP, which exists only on connections that Django opened.
+    """
+
+    lookup_name = "is_catalog_name"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        if self.rhs is not True:
+            raise ValueError("is_catalog_name takes True only.")
+        if connection.vendor == "sqlite":
+            return f"{lhs} GLOB '[0-9A-Z][0-9A-Z]'", params
+        return f"{lhs} ~ '^[0-9A-Z][0-9A-Z]$'", params
+
+
+def catalog_name_constraint(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(condition=models.Q(name__is_catalog_name=True), name=name)
+
+
 class CatalogEntry(models.Model):
     class Meta:
         abstract = True
@@ -44,32 +70,84 @@ class CatalogEntry(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        # A name already stamped on robots stays: their serials, the stock that
-        # customers wait for and the weekly report all go by it.
-        stored = type(self).objects.filter(pk=self.pk).values_list("name", flat=True).first()
-        if stored not in (None, self.name) and self.robots.exists():
+    def users(self) -> list[tuple[str, int]]:
+        """What goes by this name: (plural verbose name, count) for each kind of record.
+
+        Every relation that protects this entry from deletion counts (robots here; the orders
+        app adds its orders), so the catalog needs to know nothing of who refers to it.
+        """
+        found = []
+        for relation in self._meta.related_objects:
+            if relation.on_delete is not models.PROTECT:
+                continue
+            related = relation.related_model
+            count = related._base_manager.filter(**{relation.field.name: self}).count()
+            if count:
+                found.append((str(related._meta.verbose_name_plural), count))
+        return found
+
+    def refuse_rename(self) -> None:
+        """Raise ValidationError if this unsaved name change would orphan what uses the name.
+
+        Serials of robots already produced, the orders that wait for a serial and the weekly
+        report all go by the stored name.
+        """
+        if self.pk is None:
+            return
+        fields = self.NAMED_BY
+        stored = type(self)._base_manager.filter(pk=self.pk).values_list(*fields).first()
+        if stored is None or stored == tuple(getattr(self, f) for f in fields):
+            return
+        users = self.users()
+        if users:
+            said = ", ".join(f"{count:,} {what}" for what, count in users)
+            old = type(self)._base_manager.get(pk=self.pk)
             raise ValidationError(
-                {"name": f"{stored} is on robots already produced and cannot be renamed."}
+                {"name": f"{old} cannot be renamed: {said} go by it."}, code="in_use"
             )
+
+    def clean(self) -> None:
+        self.refuse_rename()
+
+    def save(self, *args, **kwargs) -> None:
+        # Also here, not only in forms: a shell or a script must not rename either.
+        self.refuse_rename()
+        super().save(*args, **kwargs)
 
 
 class Model(CatalogEntry):
     name = NameField(unique=True)
+    NAMED_BY = ("name",)
 
     class Meta:
         ordering = ["name"]
+        constraints = [catalog_name_constraint("model_name_is_two_letters_or_digits")]
+
+    def users(self) -> list[tuple[str, int]]:
+        # A model's name is in the serial of each of its versions, and every robot of the
+        # model is a robot of one of them: the versions' users are the model's.
+        found: dict[str, int] = {}
+        for version in self.versions.all():
+            for what, count in version.users():
+                found[what] = found.get(what, 0) + count
+        return list(found.items())
 
 
 class Version(CatalogEntry):
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
     name = NameField()
+    # Moving a version to another model changes its serial just as renaming it does.
+    NAMED_BY = ("model_id", "name")
 
     class Meta:
         ordering = ["model__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["model", "name"], name="unique_version_per_model")
+            models.UniqueConstraint(fields=["model", "name"], name="unique_version_per_model"),
+            catalog_name_constraint("version_name_is_two_letters_or_digits"),
         ]
+
+    def __str__(self) -> str:
+        return self.serial
 
     @property
     def serial(self) -> str:

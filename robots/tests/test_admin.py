@@ -86,3 +86,17 @@ class CatalogAdminTests(TestCase):
         response = self.client.get("/admin/robots/robot/", {"model__id__exact": xs.model_id})
         self.assertContains(response, "13-XS")
         self.assertNotContains(response, "R2-D2")
+
+    def test_the_delete_page_counts_the_robots_that_keep_a_model_instead_of_listing_them(self):
+        r2 = Model.objects.create(name="R2")
+        d2 = Version.objects.create(model=r2, name="D2")
+        Robot.objects.bulk_create(
+            Robot(model=r2, version=d2, serial="R2-D2", created=datetime(2023, 10, 3, tzinfo=UTC))
+            for _ in range(1500)
+        )
+
+        response = self.client.get(f"/admin/robots/model/{r2.pk}/delete/")
+
+        self.assertContains(response, "1,500 robots")
+        first = Robot.objects.order_by("pk").first()
+        self.assertNotContains(response, f"/admin/robots/robot/{first.pk}/")  # no list

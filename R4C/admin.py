@@ -1,0 +1,32 @@
+"""What every R4C admin page shares."""
+
+from collections import Counter
+
+from django.contrib.admin.utils import NestedObjects
+from django.db import router
+
+
+class CountedDeletionMixin:
+    """Delete pages that count what goes or holds ("12,340 robots") instead of listing it.
+
+    Django's page lists every related row, which for a model with years of production is
+    a page of thousands of links that nobody reads.
+    """
+
+    def get_deleted_objects(self, objs, request):
+        collector = NestedObjects(using=router.db_for_write(self.model))
+        collector.collect(objs)
+        registry = self.admin_site._registry
+        perms_needed = {
+            model._meta.verbose_name
+            for model in collector.model_objs
+            if model in registry and not registry[model].has_delete_permission(request)
+        }
+        model_count = {
+            model._meta.verbose_name_plural: len(objects)
+            for model, objects in collector.model_objs.items()
+        }
+        deleted = [f"{count:,} {name}" for name, count in model_count.items()]
+        held = Counter(str(type(obj)._meta.verbose_name_plural) for obj in collector.protected)
+        protected = [f"{count:,} {name}" for name, count in sorted(held.items())]
+        return deleted, model_count, perms_needed, protected
