@@ -32,7 +32,7 @@ run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_catalog
 	@trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(PY) manage.py send_notifications & worker=$$!; \
+	$(PY) manage.py send_notices & worker=$$!; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # The whole suite, on SQLite, or on the database DATABASE_URL names.

@@ -21,7 +21,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    # Empty is unset: `.env.example` lists every variable, most of them blank.
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -203,12 +204,23 @@ if _smtp_options["host"]:
         }
     }
 else:
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+    MAILERS = {"default": {"BACKEND": "orders.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
 
-# How long notices claimed by a worker stay its own without word from it: a live worker
-# renews the claim every half of this; notices of a dead one go to another after it.
-NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, minimum=10)
+# How long notices claimed by a worker stay its own without word from it. A live worker
+# renews the claim after every message and every connection, each of which waits for at
+# most five SMTP replies of up to EMAIL_TIMEOUT: a shorter lease could lapse under a live
+# worker, and another would mail the same customers again.
+NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, kind=float, minimum=0.5)
+if NOTICE_LEASE_SECONDS < 5 * _smtp_options["timeout"]:
+    raise ImproperlyConfigured(
+        f"NOTICE_LEASE_SECONDS={NOTICE_LEASE_SECONDS:g} is shorter than 5 x EMAIL_TIMEOUT "
+        f"({_smtp_options['timeout']:g}): raise NOTICE_LEASE_SECONDS to at least "
+        f"{5 * _smtp_options['timeout']:g} or lower EMAIL_TIMEOUT."
+    )
+# SMTP connections one worker sends on at once: a 1 s-per-message server takes 1,000
+# notices in 1,000 / NOTICE_CONNECTIONS seconds.
+NOTICE_CONNECTIONS = env_number("NOTICE_CONNECTIONS", 16, minimum=1, maximum=100)
 
 LOGGING = {
     "version": 1,

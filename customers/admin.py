@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from customers.models import Customer
+from R4C.admin import CountedDeletionMixin
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["email", "created_at"]
-    search_fields = ["email"]
+    search_fields = ["email_key"]
     date_hierarchy = "created_at"

@@ -1,14 +1,58 @@
+import unicodedata
+
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models.functions import Lower
+from email_validator import EmailNotValidError, validate_email
+
+
+def normalize_address(raw: str) -> tuple[str, str]:
+    """(address to store and mail, key that names its mailbox), or ValidationError.
+
+    NFKC first, so that full-width letters or a Kelvin sign are the letters they look like;
+    then email-validator checks deliverable syntax, refuses control, format (zero-width,
+    bidi) and unassigned characters, lower-cases the domain and encodes it by IDNA 2008
+    (`ß` stays `ß`). The part before @ must be ASCII: Django's SMTP backend cannot send
+    anything else, and an address that can never be mailed must not be accepted.
+    The key is the ASCII form in lower case: one rule, computed here, compared exactly by
+    both databases.
+    """
+    try:
+        valid = validate_email(
+            unicodedata.normalize("NFKC", raw.strip()),
+            check_deliverability=False,  # no DNS look-ups in a request
+            allow_smtputf8=False,
+        )
+    except EmailNotValidError as error:
+        raise ValidationError(str(error), code="invalid") from None
+    return valid.normalized, valid.ascii_email.lower()
 
 
 class Customer(models.Model):
-    # Stored as first given (trimmed); `Ann@Example.com` and `ann@example.com` are one customer.
+    # As first given, normalised: `Ann@Example.com` is stored as `Ann@example.com`.
     email = models.EmailField(max_length=254)
+    # The mailbox: `ann@example.com` whatever case or Unicode form it was written in.
+    email_key = models.CharField(max_length=254, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(Lower("email"), name="unique_customer_email")]
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        try:
+            _, key = normalize_address(self.email)
+        except ValidationError as error:
+            raise ValidationError({"email": error.messages}) from None
+        if Customer.objects.filter(email_key=key).exclude(pk=self.pk).exists():
+            raise ValidationError({"email": "A customer with this mailbox exists already."})
+
+    def save(self, *args, **kwargs) -> None:
+        # Every path that writes a customer (admin, shell, a request) stores the same forms.
+        self.email, self.email_key = normalize_address(self.email)
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def for_address(cls, raw: str) -> "Customer":
+        """The customer of this mailbox, created if new. Raises ValidationError if invalid."""
+        email, key = normalize_address(raw)
+        customer, _ = cls.objects.get_or_create(email_key=key, defaults={"email": email})
+        return customer

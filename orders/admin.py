@@ -1,40 +1,89 @@
+from django import forms
 from django.contrib import admin, messages
 
-from orders.models import Notice, Order
-from orders.notifications import retry_failed_now
+from orders.forms import AddressField, SerialField
+from orders.models import Arrival, Order
+from orders.notices import retry_failed_now
+from R4C.admin import CountedDeletionMixin
+
+
+class PlaceOrderForm(forms.ModelForm):
+    """An order made in the admin goes through the rules of POST /create_order/."""
+
+    email = AddressField(help_text="The customer is found, or created, by this address.")
+    serial = SerialField(help_text="MODEL-VERSION, e.g. R2-D2.")
+
+    class Meta:
+        model = Order
+        fields = []
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
-    list_display = ["customer", "robot_serial", "is_notified", "created_at", "updated_at"]
-    list_filter = ["is_notified"]
-    search_fields = ["customer__email", "robot_serial"]
-    list_select_related = ["customer"]
-    raw_id_fields = ["customer"]
-
-
-@admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):
-    list_display = ["order", "state", "attempts", "next_attempt_at", "sent_at", "last_error"]
-    list_filter = ["state"]
-    search_fields = ["order__customer__email", "order__robot_serial"]
-    list_select_related = ["order__customer"]
-    readonly_fields = [
-        "order",
-        "state",
+class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
+    list_display = [
+        "customer",
+        "robot_serial",
+        "notice",
         "attempts",
         "next_attempt_at",
-        "claimed_until",
-        "last_error",
-        "sent_at",
-        "created_at",
+        "notified_at",
+        "short_error",
     ]
+    list_filter = ["notice"]
+    search_fields = ["customer__email_key", "robot_serial"]
+    list_select_related = ["customer"]
     actions = ["retry_now"]
+    add_fieldsets = [(None, {"fields": ["email", "serial"]})]
 
-    def has_add_permission(self, request):
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = PlaceOrderForm
+        return super().get_form(request, obj, **kwargs)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Placed orders are records: a change is a new placing, or a deletion.
         return False
+
+    def save_form(self, request, form, change):
+        order, created, in_stock = Order.place(
+            form.cleaned_data["email"], form.cleaned_data["serial"]
+        )
+        if not created:
+            self.message_user(request, f"{order} was placed again.", messages.INFO)
+        if in_stock:
+            self.message_user(request, "The robot is in stock: the notice is queued.")
+        return order
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved by Order.place in save_form
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    @admin.display(description="last error")
+    def short_error(self, order: Order) -> str:
+        return order.last_error[:80]
 
     @admin.action(description="Retry the selected failed notices now")
     def retry_now(self, request, queryset):
         count = retry_failed_now(queryset)
         self.message_user(request, f"{count} notice(s) queued again.", messages.SUCCESS)
+
+
+@admin.register(Arrival)
+class ArrivalAdmin(admin.ModelAdmin):
+    """The outbox backlog: robots produced whose waiting orders the worker has not yet seen."""
+
+    list_display = ["serial", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

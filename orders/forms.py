@@ -1,21 +1,26 @@
 from django import forms
 from django.core.validators import RegexValidator
 
+from customers.models import normalize_address
 from robots.models import Version
 
 
-class OrderForm(forms.Form):
-    """A customer's order: `email` and `robot-serial` (MODEL-VERSION, in the catalog).
+class AddressField(forms.CharField):
+    """One deliverable mailbox; cleans to its normalised form (see normalize_address)."""
 
-    cleaned_data["robot_serial"] is the serial in catalog (upper) case.
-    """
+    def __init__(self, **kwargs):
+        super().__init__(max_length=254, **kwargs)
 
-    email = forms.EmailField(max_length=254)
+    def clean(self, value) -> str:
+        address, _ = normalize_address(super().clean(value))
+        return address
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # The field's public name has a hyphen, which a class attribute cannot have.
-        self.fields["robot-serial"] = forms.CharField(
+
+class SerialField(forms.CharField):
+    """MODEL-VERSION of a robot in the catalog, in any case; cleans to the Version."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
             max_length=5,
             validators=[
                 RegexValidator(
@@ -23,15 +28,28 @@ class OrderForm(forms.Form):
                     "Must be a serial MODEL-VERSION, two letters or digits each (e.g. R2-D2).",
                 )
             ],
+            **kwargs,
         )
 
-    def clean(self) -> dict:
-        data = super().clean()
-        serial = data.get("robot-serial")
-        if serial:
-            serial = serial.upper()
-            model, version = serial.split("-")
-            if not Version.objects.filter(model__name=model, name=version).exists():
-                self.add_error("robot-serial", f"The catalog has no robot {serial}.")
-            data["robot_serial"] = serial
-        return data
+    def clean(self, value) -> Version:
+        serial = super().clean(value).upper()
+        model, name = serial.split("-")
+        version = Version.objects.select_related("model").filter(model__name=model, name=name)
+        version = version.first()
+        if version is None:
+            raise forms.ValidationError(f"The catalog has no robot {serial}.")
+        return version
+
+
+class OrderForm(forms.Form):
+    """A customer's order: `email` and `robot-serial`.
+
+    cleaned_data["email"] is the normalised address, cleaned_data["robot-serial"] the Version.
+    """
+
+    email = AddressField()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The field's public name has a hyphen, which a class attribute cannot have.
+        self.fields["robot-serial"] = SerialField()

@@ -1,43 +1,139 @@
-from django.db import models
+"""Orders, and what a request records about them: placing one, and a robot arriving.
+
+An order is its own notice's outbox row: `notice` says where the one e-mail that answers the
+latest placing stands, and every change to it is one conditional UPDATE of that row. The
+worker's side (claiming, sending, recording) is in `orders/notices.py`.
+
+An order's placing and a robot's production of the same serial both lock that catalog
+Version row first, so that one of them always sees the other: either the order finds the
+robot in stock, or the robot finds the order waiting.
+"""
+
+from django.db import connections, models, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from customers.models import Customer
+from robots.models import Robot, Version
+from robots.signals import robot_produced
+
+# The PostgreSQL channel on which requests wake the worker (see `wake_worker`).
+NOTICE_CHANNEL = "r4c_notices"
+
+
+class Notice(models.TextChoices):
+    """Where an order's notice stands."""
+
+    WAITING = "waiting", "waiting for a robot"
+    DUE = "due", "due"  # to send from next_attempt_at on
+    SENDING = "sending", "sending"  # claimed by a worker until claimed_until
+    SENT = "sent", "sent"  # accepted by the mail server at notified_at
+    FAILED = "failed", "failed"  # rejected for good; last_error says why
 
 
 class Order(models.Model):
-    """A customer waits for a robot of `robot_serial` and wants one e-mail when it is in stock."""
+    """A customer waits for a robot of a serial and wants one e-mail when it is in stock."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
-    robot_serial = models.CharField(max_length=5)
-    # True once the notice was accepted by the mail server; placing the order again resets it.
-    is_notified = models.BooleanField(default=False)
+    # PROTECT: a version that orders go by cannot be deleted (nor renamed: see CatalogEntry).
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="orders")
+    robot_serial = models.CharField(max_length=5, editable=False)
+    placed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+
+    notice = models.CharField(max_length=7, choices=Notice, default=Notice.WAITING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # The worker sending this notice, and until when; past that, another may take it.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # Placed again while its notice was in flight: one more notice goes after that one.
+    placed_again = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["customer", "robot_serial"], name="one_order_per_customer_and_serial"
+                fields=["customer", "version"], name="one_order_per_customer_and_version"
             )
         ]
         indexes = [
             # A robot is produced: which orders wait for its serial?
             models.Index(
                 fields=["robot_serial"],
-                condition=models.Q(is_notified=False),
+                condition=models.Q(notice=Notice.WAITING),
                 name="order_waiting_idx",
-            )
+            ),
+            # The worker: what is due, fresh notices before those that keep failing.
+            models.Index(
+                fields=["attempts", "next_attempt_at"],
+                condition=models.Q(notice=Notice.DUE),
+                name="order_notice_due_idx",
+            ),
+            # The worker: whose lease has run out?
+            models.Index(
+                fields=["claimed_until"],
+                condition=models.Q(notice=Notice.SENDING),
+                name="order_notice_sending_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.customer} waits for {self.robot_serial}"
+
+    @property
+    def is_notified(self) -> bool:
+        return self.notice == Notice.SENT
+
+    def save(self, *args, **kwargs) -> None:
+        self.robot_serial = self.version.serial
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def place(cls, email: str, version: Version) -> tuple["Order", bool, bool]:
+        """Create or renew the order of `email` for `version`: (order, created, in stock).
+
+        Every placing is answered by one notice sent after it: at once through the worker if
+        a robot of the serial exists, else when one is produced. Raises ValidationError for
+        an address that is not one deliverable mailbox.
+        """
+        with transaction.atomic():
+            lock_catalog_entry(version.pk)
+            customer = Customer.for_address(email)
+            in_stock = Robot.objects.filter(version=version).exists()
+            fresh = Notice.DUE if in_stock else Notice.WAITING
+            order, created = cls.objects.get_or_create(
+                customer=customer, version=version, defaults={"notice": fresh}
+            )
+            if not created:
+                order._renew(fresh)
+                order.refresh_from_db()
+            if in_stock:
+                wake_worker()
+        return order, created, in_stock
+
+    def _renew(self, fresh: str) -> None:
+        now = timezone.now()
+        mine = Order.objects.filter(pk=self.pk)
+        # The worker changes `notice` without locks (sending -> sent, due -> sending), so
+        # each branch is conditional on the state it saw; one of them always holds.
+        while True:
+            # In flight: the worker queues one more notice when it records this one.
+            if mine.filter(notice=Notice.SENDING).update(placed_again=True, placed_at=now):
+                return
+            renewed = mine.exclude(notice=Notice.SENDING).update(
+                notice=fresh, attempts=0, next_attempt_at=now, last_error="", placed_at=now
+            )
+            if renewed:
+                return
 
 
 class Arrival(models.Model):
     """Outbox entry: robots of `serial` were produced while orders waited for it.
 
     Written in the robot's transaction (one small row, whatever the number of orders); the
-    worker turns it into one Notice per waiting order.
+    worker makes the waiting orders' notices due.
     """
 
     serial = models.CharField(max_length=5)
@@ -47,38 +143,27 @@ class Arrival(models.Model):
         return f"{self.serial} produced"
 
 
-class Notice(models.Model):
-    """One e-mail to tell a customer that the robot of their order is in stock."""
+@receiver(robot_produced, dispatch_uid="orders.note_arrival")
+def note_arrival(sender, robot: Robot, **kwargs) -> None:
+    """In the robot's transaction: leave an Arrival if orders wait for its serial."""
+    lock_catalog_entry(robot.version_id)
+    if Order.objects.filter(robot_serial=robot.serial, notice=Notice.WAITING).exists():
+        Arrival.objects.create(serial=robot.serial)
+        wake_worker()
 
-    class State(models.TextChoices):
-        PENDING = "pending", "pending"
-        SENDING = "sending", "sending"
-        SENT = "sent", "sent"
-        FAILED = "failed", "failed"
 
-    OPEN = (State.PENDING, State.SENDING)
+def lock_catalog_entry(version_id: int) -> None:
+    # Serialises an order's stock check with the production of the same serial (PostgreSQL;
+    # SQLite serialises every write transaction anyway).
+    list(Version.objects.select_for_update().filter(pk=version_id).values_list("pk"))
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="notices")
-    state = models.CharField(max_length=7, choices=State, default=State.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    # The worker holding a SENDING notice, and until when; past that, another may take it.
-    claim = models.UUIDField(null=True, blank=True, editable=False)
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        constraints = [
-            # A customer is never mailed twice for one placing of an order.
-            models.UniqueConstraint(
-                fields=["order"],
-                condition=models.Q(state__in=["pending", "sending"]),
-                name="one_open_notice_per_order",
-            )
-        ]
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="notice_due_idx")]
+def wake_worker() -> None:
+    """Tell a waiting worker that notices may be due (PostgreSQL; sent at commit).
 
-    def __str__(self) -> str:
-        return f"notice {self.pk} ({self.state})"
+    On SQLite the worker polls instead: an indexed read every 0.1 s.
+    """
+    connection = connections["default"]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTICE_CHANNEL}")

@@ -4,7 +4,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from orders.forms import OrderForm
-from orders.notifications import place_order
+from orders.models import Order
 from R4C.http import allow_methods, form_problem, problem
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -24,8 +24,8 @@ def create_order(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
 
-    order, created, in_stock = place_order(
-        form.cleaned_data["email"], form.cleaned_data["robot_serial"]
+    order, created, in_stock = Order.place(
+        form.cleaned_data["email"], form.cleaned_data["robot-serial"]
     )
     return JsonResponse(
         {

@@ -4,44 +4,74 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from R4C.settings import env_bool, env_choice, env_number
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every variable R4C reads, set empty unless a test says otherwise: a developer's `.env`
+# fills only variables the environment lacks, so it cannot change what these tests see.
+VARIABLES = (ROOT / ".env.example").read_text().split()
+NAMES = {line.split("=", 1)[0] for line in VARIABLES if "=" in line and line[0].isupper()}
 
 
 def run(*args, **env):
-    """Run `python ARGS` in the project, in a fresh process with these variables."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    """Run `python ARGS` in the project, in a fresh process with these variables only."""
+    isolated = {k: v for k, v in os.environ.items() if k not in NAMES} | dict.fromkeys(NAMES, "")
     return subprocess.run(
         [sys.executable, *args],
         check=False,
         cwd=ROOT,
-        env=clean | {"SECRET_KEY": "k"} | env,
+        env=isolated | {"SECRET_KEY": "k"} | env,
         capture_output=True,
         text=True,
     )
 
 
 @pytest.mark.parametrize(
-    ("env", "named"),
+    ("read", "raw"),
     [
-        ({"DEBUG": "maybe"}, "DEBUG"),
-        ({"EMAIL_PORT": "abc"}, "EMAIL_PORT"),
-        ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),
-        ({"EMAIL_TIMEOUT": "-1"}, "EMAIL_TIMEOUT"),
-        ({"EMAIL_USE_TLS": "true", "EMAIL_USE_SSL": "true"}, "EMAIL_USE_SSL"),
-        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
-        ({"DATABASE_URL": "mysql://localhost/r4c"}, "DATABASE_URL"),
-        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
-        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
-        ({"NOTICE_LEASE_SECONDS": "5"}, "NOTICE_LEASE_SECONDS"),
+        (lambda: env_bool("R4C_TEST", False), "maybe"),
+        (lambda: env_number("R4C_TEST", 25, minimum=1, maximum=65535), "abc"),
+        (lambda: env_number("R4C_TEST", 25, minimum=1, maximum=65535), "70000"),
+        (lambda: env_number("R4C_TEST", 10, kind=float, minimum=0.1), "-1"),
+        (lambda: env_choice("R4C_TEST", "INFO", {"INFO", "ERROR"}), "loud"),
     ],
 )
-def test_a_malformed_variable_stops_start_up_naming_it(env, named):
+def test_a_malformed_value_is_refused_naming_its_variable(monkeypatch, read, raw):
+    monkeypatch.setenv("R4C_TEST", raw)
+    with pytest.raises(ImproperlyConfigured, match="R4C_TEST"):
+        read()
+
+
+def test_the_helpers_read_good_values_and_defaults(monkeypatch):
+    monkeypatch.setenv("R4C_TEST", " yes ")
+    assert env_bool("R4C_TEST", False) is True
+    monkeypatch.setenv("R4C_TEST", "2.5")
+    assert env_number("R4C_TEST", 1, kind=float) == 2.5
+    monkeypatch.setenv("R4C_TEST", "")
+    assert env_number("R4C_TEST", 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DEBUG": "maybe"}, ["DEBUG"]),
+        ({"EMAIL_USE_TLS": "true", "EMAIL_USE_SSL": "true"}, ["EMAIL_USE_SSL"]),
+        ({"TIME_ZONE": "Mars/Olympus"}, ["TIME_ZONE"]),
+        ({"DATABASE_URL": "mysql://localhost/r4c"}, ["DATABASE_URL"]),
+        ({"NOTICE_LEASE_SECONDS": "40"}, ["NOTICE_LEASE_SECONDS", "EMAIL_TIMEOUT"]),
+        ({"EMAIL_TIMEOUT": "100"}, ["NOTICE_LEASE_SECONDS", "EMAIL_TIMEOUT"]),
+        ({"NOTICE_CONNECTIONS": "0"}, ["NOTICE_CONNECTIONS"]),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_it(env, named):
     result = run("manage.py", "check", **env)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line
-    assert named in last_line
+    for name in named:
+        assert name in last_line
 
 
 def test_it_starts_with_production_defaults_and_a_secret_key():

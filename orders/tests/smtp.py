@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import threading
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 
@@ -20,8 +21,12 @@ class Handler:
         self.messages = []  # (envelope recipients, parsed message)
         self.connections = 0
         self.refuse = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 No such user"
+        self.hang_up_on = set()  # recipients answered "421 closing connection", then dropped
         self.temporary_failures = 0  # DATA answered 451 this many times
-        self.delay = 0.0  # seconds to wait before accepting each recipient
+        self.delay = 0.0  # seconds to wait before answering RCPT
+        self.step_delay = 0.0  # seconds to wait before answering MAIL, RCPT and DATA
+        self.accepted = threading.Event()  # set at every accepted message; tests clear it
+        self.on_accept = None  # called with the number of messages accepted so far
         self.port = None  # where smtp_server() listens
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -29,20 +34,32 @@ class Handler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await asyncio.sleep(self.step_delay)
+        envelope.mail_from = address
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay + self.step_delay)
+        if address in self.hang_up_on:
+            # What a server that gives up on a session does: 421, then it closes.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many errors, closing connection"
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.step_delay)
         if self.temporary_failures:
             self.temporary_failures -= 1
             return "451 4.3.0 Mailbox busy, try again later"
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
+        if self.on_accept:
+            self.on_accept(len(self.messages))
+        self.accepted.set()
         return "250 Message accepted for delivery"
 
     def recipients(self) -> list[str]:

@@ -1,35 +1,30 @@
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core import mail
 from django.core.management import call_command
-from django.test import TestCase
+from django.db import connection
+from django.test import Client, TestCase, TransactionTestCase
 
 from customers.models import Customer
-from orders.models import Notice, Order
+from orders.models import Order
 from R4C.tests.problem import ProblemAssertions
-from robots.models import Model, Robot, Version
+from R4C.tests.world import catalog, produce
 
 BOUNDARY = "r4cboundary"
 
 
 class CreateOrderTests(ProblemAssertions, TestCase):
     def setUp(self):
-        r2 = Model.objects.create(name="R2")
-        self.d2 = Version.objects.create(model=r2, name="D2")
-        self.a1 = Version.objects.create(model=r2, name="A1")
+        catalog()
 
     def order(self, email="ann@example.com", serial="R2-D2", **kwargs):
         return self.client.post(
             "/create_order/", {"email": email, "robot-serial": serial}, **kwargs
         )
 
-    def produce(self, version):
-        Robot.objects.create(model=version.model, version=version, created=datetime.now(UTC))
-
     def assert_nothing_written(self):
         self.assertEqual(Customer.objects.count(), 0)
         self.assertEqual(Order.objects.count(), 0)
-        self.assertEqual(Notice.objects.count(), 0)
 
     def test_a_new_order_answers_201_and_waits_for_the_robot(self):
         response = self.order()
@@ -46,7 +41,7 @@ class CreateOrderTests(ProblemAssertions, TestCase):
                 "in_stock": False,
             },
         )
-        self.assertFalse(Notice.objects.exists())
+        self.assertEqual(order.notice, "waiting")
 
     def test_urlencoded_forms_are_taken_too(self):
         response = self.client.post(
@@ -62,14 +57,15 @@ class CreateOrderTests(ProblemAssertions, TestCase):
 
         self.assertEqual(response.status_code, 201)
         self.assertEqual(response.json()["robot_serial"], "R2-A1")
+        # The domain is lower-cased; the rest stays as first given.
         self.assertEqual(
-            list(Customer.objects.values_list("email", flat=True)), ["Ann@Example.com"]
+            list(Customer.objects.values_list("email", flat=True)), ["Ann@example.com"]
         )
         self.assertEqual(Order.objects.count(), 2)
 
     def test_placing_an_order_again_renews_it_with_200(self):
         first = self.order().json()
-        Order.objects.update(is_notified=True)
+        Order.objects.update(notice="sent")
 
         response = self.order(email="ANN@example.com")
 
@@ -79,35 +75,35 @@ class CreateOrderTests(ProblemAssertions, TestCase):
         self.assertFalse(Order.objects.get().is_notified)
 
     def test_a_robot_in_stock_is_notified_at_once_through_the_worker(self):
-        self.produce(self.d2)
+        produce("R2-D2")
 
         response = self.order()
 
         self.assertEqual(response.status_code, 201)
         self.assertTrue(response.json()["in_stock"])
-        self.assertEqual(Notice.objects.get().state, Notice.State.PENDING)
+        self.assertEqual(Order.objects.get().notice, "due")
         self.assertEqual(mail.outbox, [])  # the request itself never mails
-        call_command("send_notifications", "--once")
+        call_command("send_notices", "--once")
         [message] = mail.outbox
         self.assertEqual(message.to, ["ann@example.com"])
         self.assertTrue(Order.objects.get().is_notified)
 
     def test_a_renewed_order_in_stock_is_notified_again(self):
-        self.produce(self.d2)
+        produce("R2-D2")
         self.order()
-        call_command("send_notifications", "--once")
+        call_command("send_notices", "--once")
 
         self.assertEqual(self.order().status_code, 200)
-        call_command("send_notifications", "--once")
+        call_command("send_notices", "--once")
 
         self.assertEqual(len(mail.outbox), 2)
         self.assertTrue(Order.objects.get().is_notified)
 
     def test_placing_an_order_twice_before_the_mail_goes_mails_once(self):
-        self.produce(self.d2)
+        produce("R2-D2")
         self.order()
         self.order()
-        call_command("send_notifications", "--once")
+        call_command("send_notices", "--once")
 
         self.assertEqual(len(mail.outbox), 1)
 
@@ -129,6 +125,9 @@ class CreateOrderTests(ProblemAssertions, TestCase):
             "ann@example.com\r\nBcc: everyone@example.com",
             "ann@example.com\nSubject: hi",
             "a" * 250 + "@example.com",
+            "ann@localhost",
+            "ann@[127.0.0.1]",
+            '"ann smith"@example.com',
         ]:
             with self.subTest(email=email[:40]):
                 self.assert_problem(self.order(email=email), 400, "email")
@@ -189,3 +188,66 @@ class CreateOrderTests(ProblemAssertions, TestCase):
                 response = getattr(self.client, method)("/create_order/")
                 self.assert_problem(response, 405)
                 self.assertEqual(response["Allow"], "POST")
+
+    def test_one_mailbox_is_one_customer_whatever_its_unicode_form(self):
+        spellings = [
+            "ann@ka.com",
+            "ann@\u212aa.com",  # KELVIN SIGN, which PostgreSQL's UPPER and LOWER disagree on
+            "ＡＮＮ@ＫＡ.ＣＯＭ",  # full-width
+            "ANN@KA.com",
+        ]
+        statuses = [self.order(email=email).status_code for email in spellings]
+
+        self.assertEqual(statuses, [201, 200, 200, 200])
+        self.assertEqual(list(Customer.objects.values_list("email", flat=True)), ["ann@ka.com"])
+        self.assertEqual(Order.objects.count(), 1)
+
+    def test_international_domains_are_kept_by_idna_2008(self):
+        self.assertEqual(self.order(email="s@ß.com").status_code, 201)
+        self.assertEqual(self.order(email="s@ss.com").status_code, 201)
+        self.assertEqual(self.order(email="ann@İstanbul.com").status_code, 201)
+
+        self.assertEqual(
+            sorted(Customer.objects.values_list("email", "email_key")),
+            [
+                ("ann@i̇stanbul.com", "ann@xn--istanbul-o0e.com"),
+                ("s@ss.com", "s@ss.com"),
+                ("s@ß.com", "s@xn--zca.com"),
+            ],
+        )
+
+    def test_it_rejects_addresses_that_could_never_be_delivered_or_would_deceive(self):
+        for email in [
+            "an\u200bn@example.com",  # zero-width space
+            "ann@exa\u200dmple.com",  # zero-width joiner
+            "ann\u202e@example.com",  # right-to-left override
+            "ann@exam\u202eple.com",
+            "a\x00nn@example.com",  # NUL
+            "a\x07nn@example.com",  # BEL
+            "ann@\u0378.com",  # unassigned
+            "İnci@example.com",  # non-ASCII before @: no SMTP server must take it
+            "ann@example",  # no top-level domain
+        ]:
+            with self.subTest(email=email):
+                problem = self.assert_problem(self.order(email=email), 400, "email")
+                self.assertTrue(problem["errors"]["email"][0])
+
+
+class ParallelPlacingTests(TransactionTestCase):
+    def test_eight_placings_of_one_mailbox_in_four_spellings_make_one_customer(self):
+        catalog()
+        spellings = ["ann@ka.com", "ANN@KA.COM", "ann@\u212aa.com", "ａｎｎ@ｋａ.ｃｏｍ"] * 2
+        serials = ["R2-D2", "R2-A1"] * 4
+
+        def place(email, serial):
+            try:
+                return Client().post("/create_order/", {"email": email, "robot-serial": serial})
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(place, spellings, serials))
+
+        self.assertEqual(sorted(r.status_code for r in responses), [200] * 6 + [201] * 2)
+        self.assertEqual(Customer.objects.count(), 1)
+        self.assertEqual(Order.objects.count(), 2)

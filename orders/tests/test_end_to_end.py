@@ -56,7 +56,7 @@ class EndToEndTests(LiveServerTestCase):
         self.assertEqual((status, robot["serial"]), (201, "R2-D2"))
 
         with smtp_server() as server:
-            call_command("send_notifications", "--once")
+            call_command("send_notices", "--once")
         self.assertEqual(server.recipients(), ["ann@example.com"])
         self.assertEqual(server.messages[0][1]["Subject"], "Робот R2-D2 в наличии")
 

@@ -1,0 +1,74 @@
+"""The world most tests need: a catalog, robots produced, customers waiting.
+
+Build it with plain model calls, as a request or an admin would; test modules import these
+helpers, never each other.
+"""
+
+import time
+from datetime import UTC, datetime
+
+from django.db import connection
+
+from orders.models import Order
+from orders.notices import process_due
+from robots.models import Model, Robot, Version
+
+CATALOG = {"R2": ["D2", "A1"], "13": ["XS"]}
+BODY = (
+    "Добрый день!\n"
+    "Недавно вы интересовались нашим роботом модели R2, версии D2.\n"
+    "Этот робот теперь в наличии. Если вам подходит этот вариант - пожалуйста, "
+    "свяжитесь с нами"
+)
+
+
+def catalog() -> None:
+    for model_name, names in CATALOG.items():
+        model = Model.objects.create(name=model_name)
+        for name in names:
+            Version.objects.create(model=model, name=name)
+
+
+def version(serial: str) -> Version:
+    model, name = serial.split("-")
+    return Version.objects.select_related("model").get(model__name=model, name=name)
+
+
+def produce(serial: str, count: int = 1, created: datetime | None = None) -> list[Robot]:
+    """`count` robots of `serial`, each saved as the admin or a shell would save it."""
+    v = version(serial)
+    return [
+        Robot.objects.create(model=v.model, version=v, created=created or datetime.now(UTC))
+        for _ in range(count)
+    ]
+
+
+def place(serial: str, *emails: str) -> list[Order]:
+    """Each address places an order for `serial`, as POST /create_order/ does."""
+    v = version(serial)
+    return [Order.place(email, v)[0] for email in emails]
+
+
+def wait_for(condition, seconds: float = 15) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; for what another process does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def database_url() -> str:
+    """The test database, for a process of its own."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def drain() -> None:
+    """What `send_notices --once` does: work until nothing is due."""
+    while process_due():
+        pass

@@ -1,0 +1,56 @@
+"""No order waits for nothing: the catalog entries that orders go by stay as they are."""
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db.models import ProtectedError
+from django.test import TestCase
+
+from orders.models import Order
+from R4C.tests.world import catalog, place, version
+
+
+class CatalogProtectionTests(TestCase):
+    def setUp(self):
+        catalog()
+        self.client.force_login(User.objects.create_superuser("boss", "boss@r4c.test", "pw"))
+
+    def model_form(self, model, versions):
+        data = {
+            "name": model.name,
+            "versions-TOTAL_FORMS": str(len(versions)),
+            "versions-INITIAL_FORMS": str(len(versions)),
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "1000",
+        }
+        for i, (v, name) in enumerate(versions):
+            data |= {f"versions-{i}-id": str(v.pk), f"versions-{i}-name": name}
+        return data
+
+    def test_a_version_orders_wait_for_cannot_be_renamed(self):
+        place("R2-D2", "ann@example.com", "bob@example.com")
+        d2, a1 = version("R2-D2"), version("R2-A1")
+
+        response = self.client.post(
+            f"/admin/robots/model/{d2.model_id}/change/",
+            self.model_form(d2.model, [(d2, "D3"), (a1, "A1")]),
+        )
+        self.assertContains(response, "R2-D2 cannot be renamed: 2 orders go by it.")
+        d2.name = "D3"
+        with self.assertRaises(ValidationError):
+            d2.save()  # a shell cannot either
+
+        self.assertEqual(version("R2-D2").orders.count(), 2)
+
+    def test_a_version_orders_wait_for_cannot_be_deleted(self):
+        place("R2-D2", "ann@example.com")
+        d2, a1 = version("R2-D2"), version("R2-A1")
+        form = self.model_form(d2.model, [(d2, "D2"), (a1, "A1")])
+
+        response = self.client.post(
+            f"/admin/robots/model/{d2.model_id}/change/", form | {"versions-0-DELETE": "on"}
+        )
+        self.assertContains(response, "would require deleting the following protected")
+        with self.assertRaises(ProtectedError):
+            d2.delete()
+
+        self.assertEqual(Order.objects.get().version, version("R2-D2"))

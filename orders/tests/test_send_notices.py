@@ -1,0 +1,460 @@
+"""The worker's unit of work: claiming, sending and recording notices."""
+
+import io
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from django.contrib.auth.models import User
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import Client, TestCase, TransactionTestCase, override_settings
+from django.utils import timezone
+
+from orders.models import Arrival, Order
+from orders.notices import (
+    MailConnection,
+    claim_due,
+    deliver,
+    expand_arrivals,
+    process_due,
+    send_due,
+)
+from orders.tests.smtp import no_smtp_server, smtp_server
+from R4C.tests.world import BODY, catalog, drain, place, produce, version
+from robots.models import Robot
+
+
+def notices(*fields):
+    return list(Order.objects.order_by("pk").values_list(*fields))
+
+
+class NoticeTestCase(TestCase):
+    def setUp(self):
+        catalog()
+
+    def post_robot(self, version="D2"):
+        body = {"model": "R2", "version": version, "created": "2023-10-03 23:59:12"}
+        return self.client.post("/add_robot/", json.dumps(body), content_type="application/json")
+
+
+@override_settings(DEFAULT_FROM_EMAIL="R4C <robots@r4c.test>")
+class NoticeContentTests(NoticeTestCase):
+    def test_each_waiting_customer_gets_one_mail_of_their_own(self):
+        place("R2-D2", "ann@example.com", "bob@example.com")
+        place("R2-A1", "cid@example.com")
+
+        self.assertEqual(self.post_robot().status_code, 201)
+        self.assertEqual(mail.outbox, [])
+        call_command("send_notices", "--once")
+
+        self.assertEqual(
+            sorted(m.to[0] for m in mail.outbox), ["ann@example.com", "bob@example.com"]
+        )
+        for message in mail.outbox:
+            self.assertEqual(len(message.recipients()), 1)
+            self.assertEqual(message.subject, "Робот R2-D2 в наличии")
+            self.assertEqual(message.body, BODY)
+            self.assertEqual(message.from_email, "R4C <robots@r4c.test>")
+        self.assertEqual(
+            dict(Order.objects.values_list("customer__email", "notice")),
+            {"ann@example.com": "sent", "bob@example.com": "sent", "cid@example.com": "waiting"},
+        )
+
+    def test_a_robot_saved_outside_the_api_notifies_the_same_way(self):
+        place("R2-D2", "ann@example.com")
+
+        produce("R2-D2")  # as the admin or a shell would
+        call_command("send_notices", "--once")
+
+        [message] = mail.outbox
+        self.assertEqual((message.to, message.body), (["ann@example.com"], BODY))
+
+    def test_a_second_robot_does_not_mail_a_notified_customer_again(self):
+        place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        call_command("send_notices", "--once")
+        produce("R2-D2")
+        call_command("send_notices", "--once")
+
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertFalse(Arrival.objects.exists())
+
+    def test_a_robot_nobody_waits_for_leaves_no_work(self):
+        produce("R2-D2")
+        self.assertFalse(Arrival.objects.exists())
+        self.assertFalse(process_due())
+
+    def test_the_robot_request_never_talks_to_the_mail_server(self):
+        place("R2-D2", "ann@example.com")
+        with smtp_server() as server:
+            response = self.post_robot()
+            self.assertEqual(server.connections, 0)
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(Arrival.objects.get().serial, "R2-D2")
+
+    def test_the_development_console_shows_the_mail_as_text(self):
+        place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        stream = io.StringIO()
+        mailers = {"default": {"BACKEND": "orders.console.EmailBackend"}}
+        with override_settings(MAILERS=mailers):
+            mailer = MailConnection()
+            mailer.mailer.stream = stream
+            expand_arrivals()
+            claim, orders = claim_due()
+            deliver(claim, orders, mailer)
+
+        printed = stream.getvalue()
+        self.assertIn("Subject: Робот R2-D2 в наличии", printed)
+        self.assertIn(BODY, printed)
+        self.assertIn("To: ann@example.com", printed)
+
+
+class DeliveryTests(NoticeTestCase):
+    def test_it_delivers_to_a_real_smtp_server_on_one_connection(self):
+        emails = [f"customer{i}@example.com" for i in range(7)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            drain()
+
+        self.assertEqual(server.recipients(), sorted(emails))
+        self.assertEqual(server.connections, 1)
+        _, message = server.messages[0]
+        self.assertEqual(message["Subject"], "Робот R2-D2 в наличии")
+        self.assertEqual(message.get_content().replace("\r\n", "\n").rstrip("\n"), BODY)
+        self.assertEqual(notices("notice"), [("sent",)] * 7)
+        self.assertTrue(all(order.is_notified for order in Order.objects.all()))
+
+    def test_it_records_each_outcome_before_the_next_message_goes(self):
+        place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
+        produce("R2-D2")
+        with smtp_server():
+            expand_arrivals()
+            claim, orders = claim_due()
+            mail_connection = MailConnection()
+            states = []  # what the database says as each message starts
+            original = mail_connection.send
+
+            def send(order):
+                states.append(sorted(Order.objects.values_list("notice", flat=True)))
+                return original(order)
+
+            mail_connection.send = send
+            deliver(claim, orders, mail_connection)
+            mail_connection.close()
+
+        self.assertEqual(
+            states,
+            [
+                ["sending", "sending", "sending"],
+                ["sending", "sending", "sent"],
+                ["sending", "sent", "sent"],
+            ],
+        )
+
+    def test_it_retries_after_a_temporary_smtp_failure_with_growing_delays(self):
+        [order] = place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            server.temporary_failures = 2
+            drain()
+            order.refresh_from_db()
+            self.assertEqual((order.notice, order.attempts), ("due", 1))
+            self.assertIn("451", order.last_error)
+            first_delay = order.next_attempt_at - timezone.now()
+
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+            order.refresh_from_db()
+            second_delay = order.next_attempt_at - timezone.now()
+            self.assertEqual(order.attempts, 2)
+            self.assertGreater(second_delay, first_delay + timedelta(seconds=20))
+
+            self.assertFalse(process_due())  # not due yet: nothing happens
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+
+        order.refresh_from_db()
+        self.assertEqual((order.notice, order.attempts, order.last_error), ("sent", 3, ""))
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+
+    def test_a_mail_server_that_is_down_loses_nothing(self):
+        [order] = place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+
+        with no_smtp_server():
+            drain()
+        order.refresh_from_db()
+        self.assertEqual(order.notice, "due")
+        self.assertIn("Connection", order.last_error)
+        self.assertGreater(order.next_attempt_at, timezone.now())
+
+        Order.objects.update(next_attempt_at=timezone.now())
+        with smtp_server() as server:
+            drain()
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+        order.refresh_from_db()
+        self.assertTrue(order.is_notified)
+
+    def test_a_permanent_rejection_is_recorded_as_failed_and_the_rest_still_go(self):
+        place("R2-D2", "gone@example.com", "ann@example.com")
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+        failed = Order.objects.get(notice="failed")
+        self.assertEqual(failed.customer.email, "gone@example.com")
+        self.assertEqual(failed.last_error, "550 5.1.1 No such user")
+
+    def test_a_recipient_that_makes_the_server_hang_up_delays_no_other(self):
+        emails = ["bad@example.com"] + [f"customer{i}@example.com" for i in range(9)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            server.hang_up_on.add("bad@example.com")
+            expand_arrivals()
+            self.assertTrue(send_due())  # one pass: one claimed batch
+
+        self.assertEqual(server.recipients(), sorted(emails[1:]))
+        bad = Order.objects.get(customer__email="bad@example.com")
+        self.assertEqual(bad.notice, "due")
+        self.assertIn("421", bad.last_error)
+        self.assertEqual(server.connections, 2)  # it reconnected once, after the 421
+
+    def test_a_notice_that_keeps_failing_goes_after_fresh_ones(self):
+        place("R2-D2", "bad@example.com")
+        produce("R2-D2")
+        with smtp_server() as server:
+            server.hang_up_on.add("bad@example.com")
+            drain()
+            Order.objects.update(next_attempt_at=timezone.now())
+            place("R2-A1", "ann@example.com")
+            produce("R2-A1")
+            expand_arrivals()
+
+            _, orders = claim_due(limit=1)
+
+        self.assertEqual([o.customer.email for o in orders], ["ann@example.com"])
+
+    def test_a_rejected_address_is_not_mailed_again_for_the_next_robot(self):
+        place("R2-D2", "gone@example.com")
+        produce("R2-D2")
+        with smtp_server() as server:
+            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            drain()
+            produce("R2-D2")
+            drain()
+
+            self.assertEqual(server.connections, 1)
+            self.assertEqual(Order.objects.get().notice, "failed")
+
+            # The customer places the order again (say, after fixing the mailbox).
+            del server.refuse["gone@example.com"]
+            response = self.client.post(
+                "/create_order/", {"email": "gone@example.com", "robot-serial": "R2-D2"}
+            )
+            self.assertEqual(response.status_code, 200)
+            drain()
+
+        self.assertEqual(server.recipients(), ["gone@example.com"])
+        self.assertTrue(Order.objects.get().is_notified)
+
+    def test_a_temporary_rejection_of_one_recipient_is_retried(self):
+        place("R2-D2", "full@example.com")
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            server.refuse["full@example.com"] = "452 4.2.2 Mailbox full"
+            drain()
+
+        order = Order.objects.get()
+        self.assertEqual(order.notice, "due")
+        self.assertIn("452", order.last_error)
+
+    def test_failed_notices_can_be_retried_now_from_the_admin(self):
+        [order] = place("R2-D2", "gone@example.com")
+        produce("R2-D2")
+        with smtp_server() as server:
+            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            drain()
+        self.client.force_login(User.objects.create_superuser("boss", "boss@r4c.test", "pw"))
+        response = self.client.get("/admin/orders/order/", {"notice__exact": "failed"})
+        self.assertContains(response, "550 5.1.1 No such user")
+
+        response = self.client.post(
+            "/admin/orders/order/",
+            {"action": "retry_now", "_selected_action": [order.pk]},
+            follow=True,
+        )
+        self.assertContains(response, "1 notice(s) queued again.")
+        with smtp_server() as server:
+            drain()
+        self.assertEqual(server.recipients(), ["gone@example.com"])
+
+    def test_a_worker_that_died_holding_notices_leaves_them_to_the_next_after_the_lease(self):
+        place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        expand_arrivals()
+        claim_due()  # and the worker dies before it sends
+
+        with smtp_server() as server:
+            drain()
+            self.assertEqual(server.recipients(), [])  # the lease still holds
+            Order.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+        self.assertEqual(Order.objects.get().notice, "sent")
+
+    def test_a_worker_whose_claim_was_taken_over_sends_no_more_of_it(self):
+        place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
+        produce("R2-D2")
+        expand_arrivals()
+        claim, orders = claim_due()
+
+        with smtp_server() as server:
+            mail_connection = MailConnection()
+            original = mail_connection.send
+
+            def send_then_lose_the_claim(order):
+                outcome = original(order)
+                # Meanwhile the lease lapsed and another worker took the notices over.
+                Order.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+                self.assertEqual(len(claim_due()[1]), 3)
+                return outcome
+
+            mail_connection.send = send_then_lose_the_claim
+            deliver(claim, orders, mail_connection)
+            mail_connection.close()
+
+        self.assertEqual(len(server.recipients()), 1)  # the one in flight, no more
+        self.assertEqual(notices("notice"), [("sending",)] * 3)
+
+
+class PlacedAgainTests(NoticeTestCase):
+    def test_an_order_placed_again_while_its_notice_is_in_flight_gets_one_more(self):
+        place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        expand_arrivals()
+        claim, orders = claim_due()
+
+        with smtp_server() as server:
+            mail_connection = MailConnection()
+            original = mail_connection.send
+
+            def send_while_the_customer_orders_again(order):
+                outcome = original(order)  # the server has accepted the first one
+                response = self.client.post(
+                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+                )
+                self.assertEqual(response.status_code, 200)
+                return outcome
+
+            mail_connection.send = send_while_the_customer_orders_again
+            deliver(claim, orders, mail_connection)
+            mail_connection.close()
+            self.assertEqual(Order.objects.get().notice, "due")
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 2)
+        self.assertEqual(Order.objects.get().notice, "sent")
+
+    def test_an_order_placed_twice_before_its_notice_goes_is_mailed_once(self):
+        produce("R2-D2")
+        place("R2-D2", "ann@example.com", "ann@example.com")
+
+        with smtp_server() as server:
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+
+
+class NoDuplicatesTests(TransactionTestCase):
+    """Real parallel connections: robots posted at once, several workers at once."""
+
+    def test_ten_robots_at_once_with_three_workers_mail_each_order_exactly_once(self):
+        catalog()
+        emails = [f"customer{i}@example.com" for i in range(30)]
+        place("R2-D2", *emails)
+        body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
+        start = threading.Barrier(10 + 3)
+
+        def post_robot():
+            try:
+                start.wait()
+                return Client().post("/add_robot/", body, content_type="application/json")
+            finally:
+                connection.close()
+
+        def work():
+            # Work while robots still arrive, then until nothing is left.
+            try:
+                start.wait()
+                deadline = time.monotonic() + 30
+                while Robot.objects.count() < 10 and time.monotonic() < deadline:
+                    process_due()
+                drain()
+            finally:
+                connection.close()
+
+        with smtp_server() as server, ThreadPoolExecutor(max_workers=13) as pool:
+            robots = [pool.submit(post_robot) for _ in range(10)]
+            workers = [pool.submit(work) for _ in range(3)]
+            statuses = [future.result().status_code for future in robots]
+            for future in workers:
+                future.result()
+            drain()
+
+        self.assertEqual(statuses, [201] * 10)
+        self.assertEqual(server.recipients(), sorted(emails))
+        self.assertFalse(Order.objects.exclude(notice="sent").exists())
+
+
+class OrderDuringProductionTests(TransactionTestCase):
+    def test_an_order_placed_while_its_robot_is_being_saved_is_still_notified(self):
+        catalog()
+        d2 = version("R2-D2")
+        robot_saved, commit = threading.Event(), threading.Event()
+
+        def produce_slowly():
+            # The robot's transaction stays open while the customer orders.
+            try:
+                with transaction.atomic():
+                    Robot.objects.create(model=d2.model, version=d2, created=datetime.now(UTC))
+                    robot_saved.set()
+                    commit.wait(10)
+            finally:
+                connection.close()
+
+        def order():
+            try:
+                return Client().post(
+                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+                )
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            production = pool.submit(produce_slowly)
+            self.assertTrue(robot_saved.wait(10))
+            placing = pool.submit(order)
+            time.sleep(0.5)  # the order's request is now waiting for the robot's lock
+            commit.set()
+            production.result()
+            response = placing.result()
+
+        self.assertEqual(response.status_code, 201)
+        with smtp_server() as server:
+            drain()
+        self.assertEqual(server.recipients(), ["ann@example.com"])
