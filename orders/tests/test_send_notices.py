@@ -28,6 +28,29 @@ from R4C.tests.world import BODY, catalog, drain, place, produce, version
 from robots.models import Robot
 
 
+def deliver_due(before=None, after=None) -> None:
+    """Claim what is due and deliver it, calling `before(order)` as each message starts and
+    `after(order)` right after the server has answered it."""
+    expand_arrivals()
+    claim, orders = claim_due()
+    mail_connection = MailConnection()
+    send = mail_connection.send
+
+    def hooked(order):
+        if before:
+            before(order)
+        outcome = send(order)
+        if after:
+            after(order)
+        return outcome
+
+    mail_connection.send = hooked
+    try:
+        deliver(claim, orders, mail_connection)
+    finally:
+        mail_connection.close()
+
+
 def notices(*fields):
     return list(Order.objects.order_by("pk").values_list(*fields))
 
@@ -134,20 +157,13 @@ class DeliveryTests(NoticeTestCase):
     def test_it_records_each_outcome_before_the_next_message_goes(self):
         place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
         produce("R2-D2")
+        states = []  # what the database says as each message starts
         with smtp_server():
-            expand_arrivals()
-            claim, orders = claim_due()
-            mail_connection = MailConnection()
-            states = []  # what the database says as each message starts
-            original = mail_connection.send
-
-            def send(order):
-                states.append(sorted(Order.objects.values_list("notice", flat=True)))
-                return original(order)
-
-            mail_connection.send = send
-            deliver(claim, orders, mail_connection)
-            mail_connection.close()
+            deliver_due(
+                before=lambda _: states.append(
+                    sorted(Order.objects.values_list("notice", flat=True))
+                )
+            )
 
         self.assertEqual(
             states,
@@ -320,23 +336,14 @@ class DeliveryTests(NoticeTestCase):
     def test_a_worker_whose_claim_was_taken_over_sends_no_more_of_it(self):
         place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
         produce("R2-D2")
-        expand_arrivals()
-        claim, orders = claim_due()
+
+        def lose_the_claim(_):
+            # Meanwhile the lease lapsed and another worker took the notices over.
+            Order.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+            self.assertEqual(len(claim_due()[1]), 3)
 
         with smtp_server() as server:
-            mail_connection = MailConnection()
-            original = mail_connection.send
-
-            def send_then_lose_the_claim(order):
-                outcome = original(order)
-                # Meanwhile the lease lapsed and another worker took the notices over.
-                Order.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
-                self.assertEqual(len(claim_due()[1]), 3)
-                return outcome
-
-            mail_connection.send = send_then_lose_the_claim
-            deliver(claim, orders, mail_connection)
-            mail_connection.close()
+            deliver_due(after=lose_the_claim)
 
         self.assertEqual(len(server.recipients()), 1)  # the one in flight, no more
         self.assertEqual(notices("notice"), [("sending",)] * 3)
@@ -346,24 +353,15 @@ class PlacedAgainTests(NoticeTestCase):
     def test_an_order_placed_again_while_its_notice_is_in_flight_gets_one_more(self):
         place("R2-D2", "ann@example.com")
         produce("R2-D2")
-        expand_arrivals()
-        claim, orders = claim_due()
+
+        def order_again(_):  # the server has accepted the first one
+            response = self.client.post(
+                "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+            )
+            self.assertEqual(response.status_code, 200)
 
         with smtp_server() as server:
-            mail_connection = MailConnection()
-            original = mail_connection.send
-
-            def send_while_the_customer_orders_again(order):
-                outcome = original(order)  # the server has accepted the first one
-                response = self.client.post(
-                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
-                )
-                self.assertEqual(response.status_code, 200)
-                return outcome
-
-            mail_connection.send = send_while_the_customer_orders_again
-            deliver(claim, orders, mail_connection)
-            mail_connection.close()
+            deliver_due(after=order_again)
             self.assertEqual(Order.objects.get().notice, "due")
             drain()
 
