@@ -2,7 +2,6 @@
 
 import asyncio
 import socket
-import threading
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 
@@ -25,7 +24,6 @@ class Handler:
         self.temporary_failures = 0  # DATA answered 451 this many times
         self.delay = 0.0  # seconds to wait before answering RCPT
         self.step_delay = 0.0  # seconds to wait before answering MAIL, RCPT and DATA
-        self.accepted = threading.Event()  # set at every accepted message; tests clear it
         self.on_accept = None  # called with the number of messages accepted so far
         self.port = None  # where smtp_server() listens
 
@@ -59,7 +57,6 @@ class Handler:
         self.messages.append((list(envelope.rcpt_tos), message))
         if self.on_accept:
             self.on_accept(len(self.messages))
-        self.accepted.set()
         return "250 Message accepted for delivery"
 
     def recipients(self) -> list[str]:
