@@ -1,11 +1,16 @@
 """The API's one error shape (RFC 9457 problem details) and its method guard."""
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from http import HTTPStatus
 
+from django.db import InterfaceError, OperationalError, connections
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
+
+log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -52,3 +57,51 @@ def form_problem(form: Form, detail: str) -> JsonResponse:
         for field, messages in form.errors.get_json_data().items()
     }
     return problem(400, detail, errors)
+
+
+# How long a client should wait before it tries again after a 503.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(detail: str) -> JsonResponse:
+    """503 with Retry-After: the service cannot do it now, through no fault of the request."""
+    response = problem(503, detail)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class ProblemMiddleware:
+    """A database that is down, locked for too long or full is a 503 problem, not a 500 page.
+
+    The request's transaction is rolled back by then (ATOMIC_REQUESTS is off; each write is
+    its own transaction), so nothing is half written and the client may simply retry.
+    """
+
+    def __init__(self, get_response: Callable):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            log.error(
+                "database unavailable for %s %s: %s", request.method, request.path, exception
+            )
+            # A broken connection must not be handed to the next request.
+            for connection in connections.all(initialized_only=True):
+                connection.close_if_unusable_or_obsolete()
+            return unavailable("The database is unavailable right now; try again shortly.")
+        return None
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """handler500: the API's error shape, also for what nobody foresaw."""
+    return problem(500, "Something went wrong on our side; it has been logged.")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: problem+json for the API; the admin keeps its own pages."""
+    if request.path.startswith("/admin/"):
+        return page_not_found(request, exception)
+    return problem(404, f"There is nothing at {request.path}.")

@@ -1,8 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from R4C import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
     path("", include("robots.urls")),
     path("", include("orders.urls")),
 ]
+
+handler404 = "R4C.http.not_found"
+handler500 = "R4C.http.server_error"

@@ -322,3 +322,15 @@ def retry_failed_now(orders) -> int:
     return orders.filter(notice=Notice.FAILED).update(
         notice=Notice.DUE, attempts=0, next_attempt_at=timezone.now()
     )
+
+
+def backlog() -> dict:
+    """What waits for the worker: notices due or being sent, and since when; arrivals."""
+    now = timezone.now()
+    due = Order.objects.filter(notice__in=[Notice.DUE, Notice.SENDING], next_attempt_at__lte=now)
+    oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    return {
+        "due": due.count(),
+        "oldest_due_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+        "arrivals": Arrival.objects.count(),
+    }

@@ -4,4 +4,5 @@ from orders import views
 
 urlpatterns = [
     path("create_order/", views.create_order, name="create_order"),
+    path("create_order", views.create_order),  # no redirect: see robots/urls.py
 ]

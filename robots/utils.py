@@ -1,6 +1,7 @@
 """The director's weekly production report."""
 
 import io
+import logging
 import os
 import tempfile
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
 from robots.models import Robot
+
+log = logging.getLogger(__name__)
 
 REPORT_NAME = "robots_list.xlsx"
 HEADER = ("Модель", "Версия", "Количество за неделю")
@@ -40,7 +43,13 @@ def count_by_serial(robots: QuerySet[Robot]) -> list[tuple[str, int]]:
 def create_production_list(robots: QuerySet[Robot]) -> bytes:
     """Build the report for the selection, keep a copy in production_list/, return its bytes."""
     content = render_production_list(count_by_serial(robots))
-    _write_atomically(settings.PRODUCTION_LIST_DIR, REPORT_NAME, content)
+    try:
+        _write_atomically(settings.PRODUCTION_LIST_DIR, REPORT_NAME, content)
+    except OSError as error:
+        # A full disk or an unwritable folder costs the copy, not the director's download.
+        log.error(
+            "could not keep a copy of the report in %s: %s", settings.PRODUCTION_LIST_DIR, error
+        )
     return content
 
 

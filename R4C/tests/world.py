@@ -5,6 +5,7 @@ helpers, never each other.
 """
 
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from django.db import connection
@@ -72,3 +73,21 @@ def drain() -> None:
     """What `send_notices --once` does: work until nothing is due."""
     while process_due():
         pass
+
+
+@contextmanager
+def database_down():
+    """The default database does not answer: its file or its port leads nowhere."""
+    from orders.tests.smtp import free_port
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent/r4c/db.sqlite3"
+    else:
+        connection.settings_dict["PORT"] = free_port()
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)

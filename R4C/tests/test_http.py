@@ -1,0 +1,145 @@
+"""Errors that are not the request's fault still answer in the API's shape."""
+
+import tempfile
+from pathlib import Path
+from unittest import skipUnless
+
+from django.db import connection
+from django.test import TestCase, TransactionTestCase, override_settings
+from django.urls import get_resolver
+
+from orders.models import Order
+from R4C.tests.problem import ProblemAssertions
+from R4C.tests.world import catalog, database_down, place, produce
+from robots.models import Robot
+
+ROBOT = '{"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
+
+
+class HealthTests(TestCase):
+    def test_it_says_the_database_answers_and_what_the_worker_has_to_do(self):
+        catalog()
+        place("R2-D2", "ann@example.com", "bob@example.com")
+        produce("R2-D2")
+
+        response = self.client.get("/healthz")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(
+            response.json(),
+            {
+                "status": "ok",
+                "database": "ok",
+                "notices": {"due": 0, "oldest_due_seconds": 0, "arrivals": 1},
+            },
+        )
+        self.assertNotIn("SECRET", response.content.decode().upper())
+
+
+class DatabaseDownTests(ProblemAssertions, TransactionTestCase):
+    def assert_nothing_written(self):
+        pass  # nothing can be: the database does not answer
+
+    def test_health_is_503_when_the_database_does_not_answer(self):
+        with database_down():
+            response = self.client.get("/healthz")
+        self.assert_problem(response, 503)
+        self.assertEqual(response["Retry-After"], "5")
+
+    def test_the_api_answers_503_problem_when_the_database_does_not_answer(self):
+        catalog()
+        with database_down():
+            responses = [
+                self.client.post("/add_robot/", ROBOT, content_type="application/json"),
+                self.client.post(
+                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+                ),
+                self.client.get("/download/"),
+            ]
+        for response in responses:
+            self.assert_problem(response, 503)
+            self.assertEqual(response["Retry-After"], "5")
+        # And it recovers by itself once the database is back.
+        response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+        self.assertEqual(response.status_code, 201)
+
+
+@skipUnless(connection.vendor == "sqlite", "a size-capped database is SQLite's")
+class FullDiskTests(ProblemAssertions, TransactionTestCase):
+    def setUp(self):
+        catalog()
+        produce("R2-D2")
+        with connection.cursor() as cursor:
+            # The database may not grow by a single page: what a full disk does to a write.
+            pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+        self.addCleanup(connection.close)
+
+    def assert_nothing_written(self):
+        self.assertEqual(Robot.objects.count(), self.robots)
+        self.assertEqual(Order.objects.count(), 0)
+
+    def fill(self):
+        # Fill what room the last pages have, so that the next write needs a new one.
+        while True:
+            response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+            if response.status_code != 201:
+                return response
+
+    def test_writes_get_503_and_reads_are_still_served(self):
+        self.assertEqual(self.fill().status_code, 503)
+        self.robots = Robot.objects.count()
+
+        response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+        self.assert_problem(response, 503)  # and nothing half written
+        self.assertEqual(response["Retry-After"], "5")
+
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            override_settings(PRODUCTION_LIST_DIR=folder),
+        ):
+            self.assertEqual(self.client.get("/download/").status_code, 200)
+            self.assertEqual(self.client.get("/healthz").status_code, 200)
+
+
+class ApiShapeTests(ProblemAssertions, TestCase):
+    def setUp(self):
+        catalog()
+
+    def assert_nothing_written(self):
+        self.assertEqual(Robot.objects.count(), 0)
+
+    def test_the_api_paths_work_without_their_final_slash(self):
+        response = self.client.post("/add_robot", ROBOT, content_type="application/json")
+        self.assertEqual(response.status_code, 201)
+        response = self.client.post(
+            "/create_order", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+        )
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(self.client.get("/download").status_code, 200)
+
+    def test_download_answers_other_methods_with_405_not_a_csrf_page(self):
+        for method in ["post", "put", "delete"]:
+            with self.subTest(method=method):
+                response = getattr(self.client, method)("/download/")
+                self.assert_problem(response, 405)
+                self.assertEqual(response["Allow"], "GET, HEAD")
+
+    def test_an_unknown_path_is_a_404_problem(self):
+        self.assert_problem(self.client.get("/no_such_thing/"), 404)
+
+    def test_what_nobody_foresaw_is_a_500_problem(self):
+        handler = get_resolver().resolve_error_handler(500)
+        response = handler(None)
+        self.assertEqual(response.status_code, 500)
+        self.assertEqual(response["Content-Type"], "application/problem+json")
+
+    def test_the_report_is_served_when_its_folder_cannot_be_written(self):
+        with (
+            tempfile.NamedTemporaryFile() as blocker,
+            override_settings(PRODUCTION_LIST_DIR=Path(blocker.name) / "production_list"),
+            self.assertLogs("robots.utils", "ERROR"),
+        ):
+            response = self.client.get("/download/")
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(response.content.startswith(b"PK"))
