@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django import forms
 from django.core.validators import RegexValidator
@@ -37,7 +37,16 @@ class RobotForm(forms.Form):
             raise forms.ValidationError(f"{raw} is not a real moment in the calendar.")
         if naive < EARLIEST:
             raise forms.ValidationError(f"Must not be before {EARLIEST:%Y-%m-%d}.")
+        # In the repeated hour of an autumn change the first occurrence is taken (fold=0):
+        # the line's clock says no more, and a robot must not be refused for it.
         created = timezone.make_aware(naive)
+        # Through UTC and back: a time the clocks skipped comes back as another time.
+        back = created.astimezone(UTC).astimezone(created.tzinfo).replace(tzinfo=None)
+        if back != naive:
+            raise forms.ValidationError(
+                f"{raw} does not exist in {timezone.get_current_timezone_name()}: "
+                "the clocks skipped that hour."
+            )
         if created > timezone.now() + CLOCK_SKEW:
             raise forms.ValidationError(f"{raw} is in the future.")
         return created

@@ -115,6 +115,30 @@ class AddRobotTests(ProblemAssertions, TestCase):
                 body = {"model": "R2", "version": "D2", "created": created}
                 self.assert_problem(self.post(body), 400, "created")
 
+    @override_settings(TIME_ZONE="America/New_York")
+    def test_it_rejects_a_time_the_clocks_skipped_in_spring(self):
+        body = {"model": "R2", "version": "D2", "created": "2023-03-12 02:30:00"}
+        problem = self.assert_problem(self.post(body), 400, "created")
+        self.assertEqual(
+            problem["errors"]["created"],
+            [
+                (
+                    "2023-03-12 02:30:00 does not exist in America/New_York: "
+                    "the clocks skipped that hour."
+                )
+            ],
+        )
+
+    @override_settings(TIME_ZONE="America/New_York")
+    def test_it_takes_the_first_of_an_autumn_hour_that_repeats(self):
+        body = {"model": "R2", "version": "D2", "created": "2023-11-05 01:30:00"}
+        response = self.post(body)
+
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(response.json()["created"], "2023-11-05 01:30:00")
+        # 01:30 EDT, the first time the clocks showed it, not 01:30 EST an hour later.
+        self.assertEqual(Robot.objects.get().created, datetime(2023, 11, 5, 5, 30, tzinfo=UTC))
+
     def test_it_rejects_extreme_years_without_crashing(self):
         for created in ["0001-01-01 00:00:00", "1999-12-31 23:59:59", "9999-12-31 23:59:59"]:
             with self.subTest(created=created):
