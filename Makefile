@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test format
+.PHONY: run serve test bench format
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -28,6 +28,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 # The web server on http://127.0.0.1:$(PORT) and the mail worker beside it, with development
 # settings and a demo catalog. Ctrl-C stops both.
 run: export DEBUG = true
+run: export HTTPS = false
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_catalog
@@ -35,8 +36,28 @@ run: $(VENV)/.runtime
 	$(PY) manage.py send_notices & worker=$$!; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
+# The production form on one host: migrations, static files, then gunicorn on
+# http://$(HOST):$(PORT) for a reverse proxy that terminates TLS, and the mail worker beside it.
+# Settings come from the environment or .env (DEBUG off; see .env.example). Ctrl-C or
+# SIGTERM stops both. gthread workers keep idle keep-alive connections off their threads, so
+# a few slow or idle clients cannot take every worker.
+HOST ?= 127.0.0.1
+WEB_WORKERS ?= 2
+WEB_THREADS ?= 8
+serve: export DEBUG = false
+serve: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker' EXIT INT TERM; \
+	$(PY) manage.py send_notices & worker=$$!; \
+	$(VENV)/bin/gunicorn R4C.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
+		--workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
+		--access-logfile - --graceful-timeout 20 & web=$$!; \
+	wait -n $$web $$worker
+
 # The whole suite, on SQLite, or on the database DATABASE_URL names.
 test: export SECRET_KEY ?= test-only-not-secret
+test: export HTTPS ?= false
 test: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .

@@ -94,12 +94,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The admin's static files, from the process itself: no separate file server to set up.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that it sees what the views raise: a database that is down is a 503 problem.
+    "R4C.http.ProblemMiddleware",
 ]
 
 ROOT_URLCONF = "R4C.urls"
@@ -123,15 +127,17 @@ WSGI_APPLICATION = "R4C.wsgi.application"
 
 
 def _database(url: str) -> dict:
+    # Persistent connections, checked before each request reuses them: a connection costs
+    # more than a request (on SQLite, the WAL set-up). A connection the database dropped is
+    # replaced at the next request instead of failing it.
     try:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a usable URL: {error}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web process and the worker write at once: WAL lets readers go on while one
         # writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrade),
         # and the timeout makes a writer wait for the lock instead of failing.
-        config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
             "transaction_mode": "IMMEDIATE",
@@ -172,6 +178,27 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed, compressed names from collectstatic, cached for ever by browsers.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if DEBUG:
+    # `make run` serves static files without collectstatic.
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+# Behind a reverse proxy that terminates TLS (see the README). HTTPS: plain HTTP is
+# redirected, cookies are sent over HTTPS only, and browsers are told to come back over
+# HTTPS only (HSTS). PROXY_SSL_HEADER trusts the proxy's X-Forwarded-Proto: only where a
+# proxy sets it, or any client could claim HTTPS.
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers ask over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+if env_bool("PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Where GET /download/ keeps the last weekly report it built.
 PRODUCTION_LIST_DIR = BASE_DIR / "production_list"
@@ -222,12 +249,15 @@ if NOTICE_LEASE_SECONDS < 5 * _smtp_options["timeout"]:
 # notices in 1,000 / NOTICE_CONNECTIONS seconds.
 NOTICE_CONNECTIONS = env_number("NOTICE_CONNECTIONS", 16, minimum=1, maximum=100)
 
+_log_level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {
-        "handlers": ["console"],
-        "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "root": {"handlers": ["console"], "level": _log_level},
+    "loggers": {
+        # Django's own console handler (with DEBUG on) would print each line a second time.
+        "django": {"handlers": [], "level": _log_level, "propagate": True},
     },
 }

@@ -94,3 +94,31 @@ def test_commands_that_sign_nothing_run_without_a_secret_key():
 def test_debug_needs_no_secret_key():
     result = run("-c", "import R4C.wsgi", DEBUG="true", SECRET_KEY="")
     assert result.returncode == 0, result.stderr
+
+
+def production_values() -> dict[str, str]:
+    """What `.env.example` says production runs with, plus the values it leaves to fill in."""
+    values = {}
+    for line in VARIABLES:
+        if "=" in line and line[0].isupper():
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values | {
+        "SECRET_KEY": "a-long-random-production-key-" + "x7Qp2" * 10,
+        "ALLOWED_HOSTS": "r4c.example.com",
+        "CSRF_TRUSTED_ORIGINS": "https://r4c.example.com",
+    }
+
+
+def test_the_documented_production_values_pass_the_deploy_check():
+    result = run(
+        "manage.py", "check", "--deploy", "--fail-level", "WARNING", **production_values()
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_each_log_line_is_printed_once_also_in_development():
+    code = "import logging; logging.getLogger('django.request').warning('one line')"
+    result = run("manage.py", "shell", "-c", code, DEBUG="true")
+    assert result.stderr.count("one line") == 1, result.stderr

@@ -1,0 +1,301 @@
+"""The service as it runs in production, driven over HTTP only.
+
+Two `make serve` instances (two "hosts", each gunicorn and a mail worker) share the test
+database, PostgreSQL when DATABASE_URL is set, else SQLite; they mail through an aiosmtpd
+server. Requests come as the TLS-terminating proxy forwards them (X-Forwarded-Proto: https).
+Every process started here is stopped, also when a test fails.
+"""
+
+import http.client
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from unittest import skipUnless
+
+import psycopg
+from django.db import connection
+from django.test import TransactionTestCase
+from django.utils import timezone
+from openpyxl import load_workbook
+
+from orders.tests.smtp import free_port, smtp_server
+from R4C.tests.world import database_url, wait_for
+from robots.models import Model, Robot, Version
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_NAME = "r4c-service"  # how the services' database connections are told apart
+
+
+def call(port: int, method: str, path: str, body=None, headers=None):
+    """One request through a new connection, as the proxy forwards it: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body, {"X-Forwarded-Proto": "https", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+def post_robot(port: int, serial: str):
+    model, version = serial.split("-")
+    now = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S")
+    body = json.dumps({"model": model, "version": version, "created": now})
+    return call(port, "POST", "/add_robot/", body, {"Content-Type": "application/json"})
+
+
+def order(port: int, email: str, serial: str):
+    body = urllib.parse.urlencode({"email": email, "robot-serial": serial})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return call(port, "POST", "/create_order/", body, headers)
+
+
+class Browser:
+    """A manager's browser on the admin: cookies and CSRF as a browser sends them over HTTPS."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies = {}
+
+    def request(self, method: str, path: str, form: dict | None = None):
+        headers = {
+            "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
+            "Origin": f"https://127.0.0.1:{self.port}",
+            "Referer": f"https://127.0.0.1:{self.port}{path}",
+        }
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        status, response_headers, content = call(self.port, method, path, body, headers)
+        for cookie in response_headers.get_all("Set-Cookie") or []:
+            name, value = cookie.split(";", 1)[0].split("=", 1)
+            self.cookies[name] = value
+        return status, response_headers, content.decode()
+
+    def submit(self, path: str, form: dict):
+        """GET the page for its CSRF token, then POST the form to it."""
+        _, _, page = self.request("GET", path)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        return self.request("POST", path, form | {"csrfmiddlewaretoken": token})
+
+
+class Service:
+    """`make serve` on a port of its own, in a process group of its own."""
+
+    def __init__(self, smtp_port: int, log_dir: str):
+        self.port = free_port()
+        self.log = open(Path(log_dir) / f"serve-{self.port}.log", "w+")  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "serve"],
+            cwd=ROOT,
+            env=env
+            | {
+                "PORT": str(self.port),
+                "DATABASE_URL": database_url(),
+                "SECRET_KEY": "end-to-end-only-" + "k" * 40,
+                "HTTPS": "true",
+                "PROXY_SSL_HEADER": "true",
+                "EMAIL_HOST": "127.0.0.1",
+                "EMAIL_PORT": str(smtp_port),
+                "NOTICE_CONNECTIONS": "4",
+                "LOG_LEVEL": "WARNING",
+                "PGAPPNAME": APP_NAME,
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready(self) -> bool:
+        try:
+            return call(self.port, "GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+class ServiceTests(TransactionTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.logs = tempfile.TemporaryDirectory()
+        cls.smtp = smtp_server()
+        cls.mailbox = cls.smtp.__enter__()
+        cls.services = []
+        try:
+            # One after the other: each runs migrate and collectstatic first.
+            for _ in range(2):
+                service = Service(cls.mailbox.port, cls.logs.name)
+                cls.services.append(service)
+                if not wait_for(service.ready, seconds=90):
+                    raise AssertionError(f"make serve did not start:\n{service.output()}")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for service in cls.services:
+            service.stop()
+        cls.smtp.__exit__(None, None, None)
+        cls.logs.cleanup()
+        super().tearDownClass()
+
+    def setUp(self):
+        self.mailbox.messages.clear()
+        self.a, self.b = (service.port for service in self.services)
+
+    def test_a_manager_the_factory_and_customers_use_it_over_http(self):
+        env = os.environ | {
+            "DATABASE_URL": database_url(),
+            "DJANGO_SUPERUSER_USERNAME": "director",
+            "DJANGO_SUPERUSER_PASSWORD": "a-long-password-for-the-test",
+            "DJANGO_SUPERUSER_EMAIL": "director@r4c.test",
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "createsuperuser", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+        # The manager registers the catalog through the admin's own forms.
+        admin = Browser(self.a)
+        status, _, _ = admin.submit(
+            "/admin/login/?next=/admin/",
+            {"username": "director", "password": "a-long-password-for-the-test"},
+        )
+        self.assertEqual(status, 302)
+        status, _, page = admin.submit(
+            "/admin/robots/model/add/",
+            {
+                "name": "R2",
+                "versions-TOTAL_FORMS": "2",
+                "versions-INITIAL_FORMS": "0",
+                "versions-MIN_NUM_FORMS": "0",
+                "versions-MAX_NUM_FORMS": "1000",
+                "versions-0-name": "D2",
+                "versions-1-name": "a1",
+            },
+        )
+        self.assertEqual(status, 302, page)
+        self.assertEqual(
+            call(self.b, "GET", "/static/admin/css/base.css")[0], 200
+        )  # static files served, hashed by collectstatic
+
+        # 30 customers wait; 10 robots of their serial come to both hosts at once.
+        emails = [f"customer{i:02}@example.com" for i in range(30)]
+        statuses = [order((self.a, self.b)[i % 2], e, "R2-D2")[0] for i, e in enumerate(emails)]
+        self.assertEqual(statuses, [201] * 30)
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            posted = list(
+                pool.map(lambda i: post_robot((self.a, self.b)[i % 2], "R2-D2"), range(10))
+            )
+        self.assertEqual([status for status, _, _ in posted], [201] * 10)
+        self.assertTrue(wait_for(lambda: len(self.mailbox.messages) >= 30, seconds=60))
+        self.assertFalse(wait_for(lambda: len(self.mailbox.messages) > 30, seconds=2))
+        self.assertEqual(self.mailbox.recipients(), emails)
+
+        # 16 production lines post 160 robots across both hosts at once.
+        def line(n: int) -> list[int]:
+            return [post_robot((self.a, self.b)[n % 2], "R2-A1")[0] for _ in range(10)]
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = [status for statuses in pool.map(line, range(16)) for status in statuses]
+        self.assertEqual(statuses, [201] * 160)
+
+        # The director downloads the week's report.
+        status, _, content = call(self.b, "GET", "/download/")
+        self.assertEqual(status, 200)
+        sheet = load_workbook(io.BytesIO(content))["R2"]
+        rows = [tuple(row) for row in sheet.iter_rows(min_row=2, values_only=True)]
+        self.assertEqual(rows, [("R2", "A1", 160), ("R2", "D2", 10)])
+
+    def test_idle_connections_do_not_starve_the_service(self):
+        idle = [socket.create_connection(("127.0.0.1", self.a)) for _ in range(8)]
+        self.addCleanup(lambda: [sock.close() for sock in idle])
+        for sock in idle[:4]:
+            sock.sendall(b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no more
+
+        status, _, _ = call(self.a, "GET", "/healthz")
+        self.assertEqual(status, 200)
+
+    def test_errors_over_http_are_problems_and_keep_the_method(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        status, headers, _ = call(self.a, "POST", "/download/")
+        self.assertEqual((status, headers["Content-Type"]), (405, "application/problem+json"))
+        status, headers, _ = post_robot(self.b, "R2-XX")
+        self.assertEqual((status, headers["Content-Type"]), (400, "application/problem+json"))
+        body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
+        status, _, _ = call(
+            self.a, "POST", "/add_robot", body, {"Content-Type": "application/json"}
+        )
+        self.assertEqual(status, 201)  # no slash, no redirect
+
+    @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
+    def test_it_recovers_by_itself_when_the_database_drops_every_connection(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        stop = threading.Event()
+        answers = []  # (status, content type, robot id or None)
+
+        def production_line(n: int):
+            while not stop.is_set():
+                status, headers, content = post_robot((self.a, self.b)[n % 2], "R2-D2")
+                robot = json.loads(content).get("id") if status == 201 else None
+                answers.append((status, headers["Content-Type"], robot))
+
+        admin = psycopg.connect(database_url(), autocommit=True)
+        self.addCleanup(admin.close)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            lines = [pool.submit(production_line, n) for n in range(8)]
+            time.sleep(1.5)
+            before = len(answers)
+            dropped = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [APP_NAME],
+            ).fetchone()[0]
+            time.sleep(2)
+            stop.set()
+            for future in lines:
+                future.result()
+
+        self.assertGreater(dropped, 0)
+        self.assertTrue(
+            all(
+                (status, kind) in {(201, "application/json"), (503, "application/problem+json")}
+                for status, kind, _ in answers
+            ),
+            {(status, kind) for status, kind, _ in answers},
+        )
+        self.assertIn(201, [status for status, _, _ in answers[before + 20 :]])  # it recovered
+        acknowledged = {robot for status, _, robot in answers if status == 201}
+        self.assertLessEqual(acknowledged, set(Robot.objects.values_list("pk", flat=True)))
+        self.assertEqual(call(self.a, "GET", "/healthz")[0], 200)
