@@ -4,7 +4,7 @@ from django import forms
 from django.core.validators import RegexValidator
 from django.utils import timezone
 
-from robots.models import Version, validate_name
+from robots.models import validate_name
 
 CREATED_FORMAT = "%Y-%m-%d %H:%M:%S"
 # A production line's clock may run a little ahead of ours; a robot from tomorrow is a bug.
@@ -15,7 +15,10 @@ EARLIEST = datetime(2000, 1, 1)
 
 
 class RobotForm(forms.Form):
-    """A robot as the production line reports it; cleaned_data["version"] is a Version."""
+    """A robot as the production line reports it, names in catalog (upper) case.
+
+    Whether the catalog has the pair is for Robot.objects.produce to say, in its INSERT.
+    """
 
     model = forms.CharField(strip=False, validators=[validate_name])
     version = forms.CharField(strip=False, validators=[validate_name])
@@ -51,16 +54,8 @@ class RobotForm(forms.Form):
             raise forms.ValidationError(f"{raw} is in the future.")
         return created
 
-    def clean(self) -> dict:
-        data = super().clean()
-        if "model" in data and "version" in data:
-            model, version = data["model"].upper(), data["version"].upper()
-            try:
-                data["version"] = Version.objects.select_related("model").get(
-                    model__name=model, name=version
-                )
-            except Version.DoesNotExist:
-                self.add_error(
-                    "version", f"The catalog has no version {version} of model {model}."
-                )
-        return data
+    def clean_model(self) -> str:
+        return self.cleaned_data["model"].upper()
+
+    def clean_version(self) -> str:
+        return self.cleaned_data["version"].upper()

@@ -49,19 +49,21 @@ def add_robot(request: HttpRequest) -> JsonResponse:
     form = RobotForm(data)
     if not form.is_valid():
         return form_problem(form, "The robot is not valid.")
-    version = form.cleaned_data["version"]
-    robot = Robot.objects.create(
-        model=version.model, version=version, created=form.cleaned_data["created"]
-    )
+    model, version = form.cleaned_data["model"], form.cleaned_data["version"]
+    robot = Robot.objects.produce(model, version, form.cleaned_data["created"])
+    if robot is None:
+        form.add_error("version", f"The catalog has no version {version} of model {model}.")
+        return form_problem(form, "The robot is not valid.")
     return JsonResponse(robot_json(robot), status=201)
 
 
 def robot_json(robot: Robot) -> dict:
+    model, version = robot.serial.split("-")
     return {
         "id": robot.id,
         "serial": robot.serial,
-        "model": robot.model.name,
-        "version": robot.version.name,
+        "model": model,
+        "version": version,
         "created": timezone.localtime(robot.created).strftime(CREATED_FORMAT),
     }
 

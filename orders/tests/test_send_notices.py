@@ -456,3 +456,41 @@ class OrderDuringProductionTests(TransactionTestCase):
         with smtp_server() as server:
             drain()
         self.assertEqual(server.recipients(), ["ann@example.com"])
+
+    def test_a_robot_posted_while_an_order_for_it_is_being_placed_still_notifies_it(self):
+        catalog()
+        placed, commit = threading.Event(), threading.Event()
+
+        def place_slowly():
+            # The order's transaction stays open while the factory reports the robot.
+            try:
+                with transaction.atomic():
+                    place("R2-D2", "ann@example.com")
+                    placed.set()
+                    commit.wait(10)
+            finally:
+                connection.close()
+
+        def post_robot():
+            try:
+                body = {"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}
+                return Client().post(
+                    "/add_robot/", json.dumps(body), content_type="application/json"
+                )
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            placing = pool.submit(place_slowly)
+            self.assertTrue(placed.wait(10))
+            robot = pool.submit(post_robot)
+            time.sleep(0.5)  # the robot's request is now waiting for the order's lock
+            commit.set()
+            placing.result()
+            response = robot.result()
+
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(Order.objects.get().notice, "waiting")  # it found no robot then
+        with smtp_server() as server:
+            drain()
+        self.assertEqual(server.recipients(), ["ann@example.com"])
