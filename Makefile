@@ -64,6 +64,13 @@ test: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
+# One table: the API under wrk next to two reference views, on SQLite and the local
+# PostgreSQL, notice latency and delivery rate (bench/serve.py says how).
+bench: export HTTPS = false
+bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/serve.py
+
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .

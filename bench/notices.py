@@ -14,7 +14,6 @@ A PostgreSQL database named in DATABASE_URL must exist; its robots and orders ar
 """
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -28,51 +27,14 @@ setup_django("notify.sqlite3")
 
 from aiosmtpd.controller import Controller
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
+from world import Clock, reset, wait_orders, wait_until
 
-from customers.models import Customer, normalize_address
-from orders.models import Arrival, Notice, Order
+from orders.models import Notice, Order
 from orders.tests.smtp import free_port
 from R4C.tests.world import database_url
-from robots.models import Model, Robot, Version
-
-
-class Clock:
-    """aiosmtpd handler that notes when each recipient's message was accepted."""
-
-    def __init__(self):
-        self.accepted = {}
-        self.per_message = 0.0
-
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(self.per_message)
-        for address in envelope.rcpt_tos:
-            self.accepted[address] = time.perf_counter()
-        return "250 OK"
-
-
-def reset() -> None:
-    Order.objects.all().delete()
-    Arrival.objects.all().delete()
-    Customer.objects.all().delete()
-    Robot.objects.all().delete()
-    Version.objects.all().delete()
-    Model.objects.all().delete()
-
-
-def customers(emails: list[str]) -> list[Customer]:
-    return Customer.objects.bulk_create(
-        Customer(email=email, email_key=normalize_address(email)[1]) for email in emails
-    )
-
-
-def wait_orders(version: Version, emails: list[str]) -> None:
-    with transaction.atomic():
-        Order.objects.bulk_create(
-            Order(customer=c, version=version, robot_serial=version.serial)
-            for c in customers(emails)
-        )
+from robots.models import Model, Version
 
 
 def add_robot(client: Client, model: str, version: str) -> float:
@@ -80,14 +42,6 @@ def add_robot(client: Client, model: str, version: str) -> float:
     response = client.post("/add_robot/", json.dumps(body), content_type="application/json")
     assert response.status_code == 201, response.content
     return time.perf_counter()
-
-
-def wait_until(condition, seconds: float, step: float = 0.005) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit("the worker did not deliver in time")
-        time.sleep(step)
 
 
 def table(name: str, samples: list[float]) -> str:
