@@ -126,14 +126,25 @@ class Service:
             return False
 
     def stop(self) -> None:
+        """SIGTERM to make alone, as a supervisor sends it: everything it started must end."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                pass
+        self.left_running = wait_for(lambda: not self._group_alive(), 30) is False
+        if self.left_running:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self.log.close()
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def output(self) -> str:
         self.log.seek(0)
@@ -166,6 +177,8 @@ class ServiceTests(TransactionTestCase):
         cls.smtp.__exit__(None, None, None)
         cls.logs.cleanup()
         super().tearDownClass()
+        # After the cleanup above, so that a failure here leaves nothing running.
+        assert not any(s.left_running for s in cls.services), "make serve left processes"
 
     def setUp(self):
         self.mailbox.messages.clear()
