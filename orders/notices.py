@@ -232,6 +232,7 @@ def record(claim: uuid.UUID, order: Order, outcome: str, error: str) -> bool:
     now = timezone.now()
     again = Q(placed_again=True)
     if outcome == SENT:
+        log.info("notice to %s: sent", order.pk)
         change = {
             "notice": Case(When(again, then=Value(Notice.DUE)), default=Value(Notice.SENT)),
             "notified_at": now,

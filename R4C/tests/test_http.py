@@ -1,5 +1,6 @@
 """Errors that are not the request's fault still answer in the API's shape."""
 
+import sqlite3
 import tempfile
 from pathlib import Path
 from unittest import skipUnless
@@ -62,6 +63,27 @@ class DatabaseDownTests(ProblemAssertions, TransactionTestCase):
         # And it recovers by itself once the database is back.
         response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
         self.assertEqual(response.status_code, 201)
+
+
+@skipUnless(connection.vendor == "sqlite", "SQLite's write lock")
+class LockedDatabaseTests(ProblemAssertions, TransactionTestCase):
+    def assert_nothing_written(self):
+        self.assertEqual(Robot.objects.count(), 0)
+
+    def test_a_database_locked_for_too_long_is_a_503_and_nothing_is_written(self):
+        catalog()
+        other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        self.addCleanup(other.close)
+        connection.ensure_connection()
+        connection.connection.execute("PRAGMA busy_timeout = 200")  # not 20 s, for the test
+        self.addCleanup(connection.close)
+
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock, and holds it
+        response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+        other.execute("ROLLBACK")
+
+        self.assert_problem(response, 503)
+        self.assertEqual(response["Retry-After"], "5")
 
 
 @skipUnless(connection.vendor == "sqlite", "a size-capped database is SQLite's")
