@@ -58,6 +58,7 @@ serve: $(VENV)/.runtime
 # The whole suite, on SQLite, or on the database DATABASE_URL names.
 test: export SECRET_KEY ?= test-only-not-secret
 test: export HTTPS ?= false
+test: export API_KEYS_REQUIRED ?= false
 test: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .

@@ -15,8 +15,9 @@ def test_settings(settings):
 def pytest_configure(config):
     from django.conf import settings
 
-    if settings.SECURE_SSL_REDIRECT:
+    if settings.SECURE_SSL_REDIRECT or settings.API_KEYS_REQUIRED:
         raise pytest.UsageError(
-            "Run the suite with HTTPS=false (make test does): the test client speaks plain "
-            "HTTP, which production settings redirect."
+            "Run the suite with HTTPS=false and API_KEYS_REQUIRED=false (make test does): the "
+            "test client speaks plain HTTP, which production settings redirect, and the API's "
+            "tests send keys only where they test them."
         )

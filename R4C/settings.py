@@ -72,6 +72,10 @@ def env_list(name: str, default: str) -> list[str]:
 
 DEBUG = env_bool("DEBUG", False)
 
+# Machines must send an API key to POST /add_robot/ and GET /download/ (managers signed in to
+# the admin may download too). Off in development, so that the README's curl lines work.
+API_KEYS_REQUIRED = env_bool("API_KEYS_REQUIRED", not DEBUG)
+
 # Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
 # start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
 # without it, as Django allows.

@@ -37,7 +37,9 @@ ROBOT = '{"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
 POST_JSON = f"""wrk.method = "POST"
 wrk.body = '{ROBOT}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer KEY"
 """
+GET_WITH_KEY = 'wrk.headers["Authorization"] = "Bearer KEY"\n'
 # A new customer for every order: counters per wrk thread, told apart by a random prefix.
 POST_ORDER = """local n = 0
 local prefix = tostring(math.random(1, 1000000000))
@@ -76,6 +78,7 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         "SECRET_KEY": "benchmark-only",
         "DEBUG": "false",
         "HTTPS": "false",
+        "API_KEYS_REQUIRED": "true",  # as in production: every robot comes with a key
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -91,13 +94,15 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
 
     from bench.world import Clock, reset, wait_orders, wait_until
     from orders.tests.smtp import free_port
-    from robots.models import Model, Robot, Version
+    from robots.models import ApiKey, Model, Robot, Version
 
     call_command("migrate", verbosity=0)
     reset()
     r2 = Model.objects.create(name="R2")
     Version.objects.create(model=r2, name="D2")
     a1 = Version.objects.create(model=r2, name="A1")
+    _, key = ApiKey.issue("benchmark")
+    post_json, get_with_key = (lua.replace("KEY", key) for lua in (POST_JSON, GET_WITH_KEY))
     clock = Clock()
     smtp = Controller(clock, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -116,7 +121,8 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
 
         def post(path: str, body: str) -> float:
             conn = http_call("127.0.0.1", port, timeout=30)
-            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+            conn.request("POST", path, body, headers)
             response = conn.getresponse()
             response.read()
             conn.close()
@@ -135,7 +141,7 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         if connection.vendor == "sqlite":
             threading.Thread(target=sample, daemon=True).start()
         for path in ["/bench/trivial/", "/bench/insert/", "/add_robot/"]:
-            wrk(port, path, 1, POST_JSON)  # warm every worker up
+            wrk(port, path, 1, post_json)  # warm every worker up
         # In turns, --rounds times, the median of each: the machine's noise falls on all three.
         runs = {"trivial": [], "insert": [], "add_robot": []}
         for _ in range(rounds):
@@ -144,7 +150,7 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
                 ("insert", "/bench/insert/"),
                 ("add_robot", "/add_robot/"),
             ]:
-                runs[name].append(wrk(port, path, seconds, POST_JSON))
+                runs[name].append(wrk(port, path, seconds, post_json))
         for name, results in runs.items():
             row[name] = sorted(results)[len(results) // 2]
         row["create_order"] = wrk(port, "/create_order/", seconds, POST_ORDER)
@@ -162,7 +168,7 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
             ),
             batch_size=5000,
         )  # fmt: skip
-        row["download"] = wrk(port, "/download/", seconds, None, connections=2)
+        row["download"] = wrk(port, "/download/", seconds, get_with_key, connections=2)
 
         # Latency: one waiting customer per serial, one robot at a time.
         b1 = Model.objects.create(name="B1")

@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 
 from R4C.admin import CountedDeletionMixin
-from robots.models import Model, Robot, Version
+from robots.models import ApiKey, Model, Robot, Version
 
 
 class VersionInline(admin.TabularInline):
@@ -31,3 +32,32 @@ class RobotAdmin(CountedDeletionMixin, admin.ModelAdmin):
     search_fields = ["serial"]
     ordering = ["-created"]
     list_select_related = ["model", "version"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys for machines: shown once when created, then only their name and use."""
+
+    list_display = ["name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["name"] if obj is None else ["name", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        secret = None if change else obj.new_secret()
+        super().save_model(request, obj, form, change)
+        if secret:
+            self.message_user(
+                request,
+                f"The key for {obj.name}: {obj.text(secret)} — copy it now; it is not shown "
+                "again. Send it as Authorization: Bearer <key>.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)

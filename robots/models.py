@@ -1,8 +1,14 @@
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import connection, models, transaction
 from django.db.models import Lookup
+from django.utils import timezone
 
 from robots.signals import robot_produced
 
@@ -229,3 +235,70 @@ class Robot(models.Model):
             super().save(*args, **kwargs)
             if adding:
                 robot_produced.send(sender=Robot, robot=self)
+
+
+class ApiKey(models.Model):
+    """A machine's key to the API (a production line, a reporting job); stored as a hash.
+
+    The key is `r4c_<id>_<secret>`: the id finds the row, and the secret's SHA-256 is compared
+    in constant time. A random 256-bit secret needs no slow hash: nothing can be guessed.
+    """
+
+    name = models.CharField(max_length=100, help_text="Whose key it is, e.g. 'line 3'.")
+    digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def _digest(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    def new_secret(self) -> str:
+        """Give this unsaved key a secret; after save(), `text(secret)` is the key to hand out."""
+        secret = secrets.token_urlsafe(32)
+        self.digest = self._digest(secret)
+        return secret
+
+    def text(self, secret: str) -> str:
+        return f"r4c_{self.pk}_{secret}"
+
+    @classmethod
+    def issue(cls, name: str) -> tuple["ApiKey", str]:
+        """A new key: (its row, the key itself, which is shown once and never stored)."""
+        key = cls(name=name)
+        secret = key.new_secret()
+        key.save()
+        return key, key.text(secret)
+
+    @classmethod
+    def authenticate(cls, presented: str) -> "ApiKey | None":
+        """The live key that `presented` is, or None (malformed, wrong, revoked)."""
+        prefix, _, rest = presented.partition("_")
+        pk, _, secret = rest.partition("_")
+        if prefix != "r4c" or not pk.isdigit() or not secret or len(pk) > 18:
+            return None
+        # Every robot comes with a key: plain SQL, like Robot.objects.produce.
+        key = next(
+            iter(
+                cls.objects.raw(
+                    f'SELECT id, name, digest, last_used_at FROM "{cls._meta.db_table}" '
+                    "WHERE id = %s AND revoked_at IS NULL",
+                    [int(pk)],
+                )
+            ),
+            None,
+        )
+        if key is None or not hmac.compare_digest(key.digest, cls._digest(secret)):
+            return None
+        # At most one write a minute per key: a line posting every second costs no write each.
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+            cls.objects.filter(pk=key.pk).update(last_used_at=now)
+        return key

@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from R4C.http import allow_methods, form_problem, problem
+from robots.access import require_key
 from robots.forms import CREATED_FORMAT, RobotForm
 from robots.models import Robot
 from robots.utils import REPORT_NAME, create_production_list, get_difference_datetime_from_today
@@ -16,8 +17,9 @@ MAX_ROBOT_BODY = 4 * 1024
 ROBOT_FIELDS = ("model", "version", "created")
 
 
-@csrf_exempt  # machine clients with no cookies; access control will be a token.
+@csrf_exempt  # machine clients with no cookies: the API key is the credential
 @allow_methods("POST")
+@require_key()
 def add_robot(request: HttpRequest) -> JsonResponse:
     if request.content_type != "application/json":
         return problem(
@@ -70,6 +72,7 @@ def robot_json(robot: Robot) -> dict:
 
 @csrf_exempt  # so that a POST gets the 405 below, not a CSRF page: this view only reads
 @allow_methods("GET", "HEAD")
+@require_key(or_staff=True)
 def download_production_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     robots = Robot.objects.filter(

@@ -31,7 +31,7 @@ from openpyxl import load_workbook
 
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.world import database_url, wait_for
-from robots.models import Model, Robot, Version
+from robots.models import ApiKey, Model, Robot, Version
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "r4c-service"  # how the services' database connections are told apart
@@ -48,11 +48,12 @@ def call(port: int, method: str, path: str, body=None, headers=None):
         conn.close()
 
 
-def post_robot(port: int, serial: str):
+def post_robot(port: int, serial: str, key: str):
     model, version = serial.split("-")
     now = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S")
     body = json.dumps({"model": model, "version": version, "created": now})
-    return call(port, "POST", "/add_robot/", body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return call(port, "POST", "/add_robot/", body, headers)
 
 
 def order(port: int, email: str, serial: str):
@@ -82,12 +83,12 @@ class Browser:
         for cookie in response_headers.get_all("Set-Cookie") or []:
             name, value = cookie.split(";", 1)[0].split("=", 1)
             self.cookies[name] = value
-        return status, response_headers, content.decode()
+        return status, response_headers, content
 
     def submit(self, path: str, form: dict):
         """GET the page for its CSRF token, then POST the form to it."""
         _, _, page = self.request("GET", path)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
         return self.request("POST", path, form | {"csrfmiddlewaretoken": token})
 
 
@@ -108,6 +109,7 @@ class Service:
                 "SECRET_KEY": "end-to-end-only-" + "k" * 40,
                 "HTTPS": "true",
                 "PROXY_SSL_HEADER": "true",
+                "API_KEYS_REQUIRED": "true",
                 "EMAIL_HOST": "127.0.0.1",
                 "EMAIL_PORT": str(smtp_port),
                 "NOTICE_CONNECTIONS": "4",
@@ -183,6 +185,7 @@ class ServiceTests(TransactionTestCase):
     def setUp(self):
         self.mailbox.messages.clear()
         self.a, self.b = (service.port for service in self.services)
+        _, self.key = ApiKey.issue("production line")
 
     def test_a_manager_the_factory_and_customers_use_it_over_http(self):
         env = os.environ | {
@@ -223,13 +226,24 @@ class ServiceTests(TransactionTestCase):
             call(self.b, "GET", "/static/admin/css/base.css")[0], 200
         )  # static files served, hashed by collectstatic
 
+        # The factory's line gets its key from the command the README gives.
+        key = subprocess.run(
+            [sys.executable, "manage.py", "create_api_key", "line 1"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        self.assertEqual(post_robot(self.a, "R2-D2", "not-a-key")[0], 401)
+
         # 30 customers wait; 10 robots of their serial come to both hosts at once.
         emails = [f"customer{i:02}@example.com" for i in range(30)]
         statuses = [order((self.a, self.b)[i % 2], e, "R2-D2")[0] for i, e in enumerate(emails)]
         self.assertEqual(statuses, [201] * 30)
         with ThreadPoolExecutor(max_workers=10) as pool:
             posted = list(
-                pool.map(lambda i: post_robot((self.a, self.b)[i % 2], "R2-D2"), range(10))
+                pool.map(lambda i: post_robot((self.a, self.b)[i % 2], "R2-D2", key), range(10))
             )
         self.assertEqual([status for status, _, _ in posted], [201] * 10)
         self.assertTrue(wait_for(lambda: len(self.mailbox.messages) >= 30, seconds=60))
@@ -238,14 +252,15 @@ class ServiceTests(TransactionTestCase):
 
         # 16 production lines post 160 robots across both hosts at once.
         def line(n: int) -> list[int]:
-            return [post_robot((self.a, self.b)[n % 2], "R2-A1")[0] for _ in range(10)]
+            return [post_robot((self.a, self.b)[n % 2], "R2-A1", key)[0] for _ in range(10)]
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             statuses = [status for statuses in pool.map(line, range(16)) for status in statuses]
         self.assertEqual(statuses, [201] * 160)
 
-        # The director downloads the week's report.
-        status, _, content = call(self.b, "GET", "/download/")
+        # The director downloads the week's report, signed in to the admin.
+        self.assertEqual(call(self.b, "GET", "/download/")[0], 401)
+        status, _, content = admin.request("GET", "/download/")
         self.assertEqual(status, 200)
         sheet = load_workbook(io.BytesIO(content))["R2"]
         rows = [tuple(row) for row in sheet.iter_rows(min_row=2, values_only=True)]
@@ -264,12 +279,11 @@ class ServiceTests(TransactionTestCase):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
         status, headers, _ = call(self.a, "POST", "/download/")
         self.assertEqual((status, headers["Content-Type"]), (405, "application/problem+json"))
-        status, headers, _ = post_robot(self.b, "R2-XX")
+        status, headers, _ = post_robot(self.b, "R2-XX", self.key)
         self.assertEqual((status, headers["Content-Type"]), (400, "application/problem+json"))
         body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
-        status, _, _ = call(
-            self.a, "POST", "/add_robot", body, {"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
+        status, _, _ = call(self.a, "POST", "/add_robot", body, headers)
         self.assertEqual(status, 201)  # no slash, no redirect
 
     @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
@@ -280,7 +294,7 @@ class ServiceTests(TransactionTestCase):
 
         def production_line(n: int):
             while not stop.is_set():
-                status, headers, content = post_robot((self.a, self.b)[n % 2], "R2-D2")
+                status, headers, content = post_robot((self.a, self.b)[n % 2], "R2-D2", self.key)
                 robot = json.loads(content).get("id") if status == 201 else None
                 answers.append((status, headers["Content-Type"], robot))
 
