@@ -174,7 +174,8 @@ class RobotManager(models.Manager):
         # FOR SHARE: robots of one version are produced side by side, while whoever locks
         # the version FOR UPDATE waits for them (see robot_produced).
         share = " FOR SHARE OF v" if connection.vendor == "postgresql" else ""
-        with transaction.atomic(), connection.cursor() as cursor:
+        # No savepoint inside a caller's transaction: its failure is the caller's too.
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             cursor.execute(
                 f'INSERT INTO "{robot}" (model_id, version_id, serial, created) '
                 f'SELECT v.model_id, v.id, %s, %s FROM "{version_table}" v '
@@ -302,3 +303,35 @@ class ApiKey(models.Model):
         if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
             cls.objects.filter(pk=key.pk).update(last_used_at=now)
         return key
+
+
+class IdempotentAnswer(models.Model):
+    """The answer to a POST /add_robot/ that came with an Idempotency-Key, kept for a day.
+
+    A production line that timed out and sends the same robot again with the same key gets
+    this answer again instead of a second robot.
+    """
+
+    KEPT = timedelta(days=1)
+
+    # The API key's id, or "" where keys are not required: one line's keys are its own.
+    scope = models.CharField(max_length=20)
+    key = models.CharField(max_length=255)
+    digest = models.CharField(max_length=64)  # SHA-256 of the request's body
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="one_answer_per_key")]
+
+    @classmethod
+    def earlier(cls, scope: str, key: str) -> "IdempotentAnswer | None":
+        since = timezone.now() - cls.KEPT
+        return cls.objects.filter(scope=scope, key=key, created_at__gte=since).first()
+
+    @classmethod
+    def keep(cls, scope: str, key: str, digest: str, status: int, body: dict) -> None:
+        """In the robot's transaction; IntegrityError if another request took the key first."""
+        cls.objects.filter(scope=scope, key=key, created_at__lt=timezone.now() - cls.KEPT).delete()
+        cls.objects.create(scope=scope, key=key, digest=digest, status=status, body=body)

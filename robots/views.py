@@ -1,5 +1,7 @@
+import hashlib
 import json
 
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -7,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from R4C.http import allow_methods, form_problem, problem
 from robots.access import require_key
 from robots.forms import CREATED_FORMAT, RobotForm
-from robots.models import Robot
+from robots.models import IdempotentAnswer, Robot
 from robots.utils import REPORT_NAME, create_production_list, get_difference_datetime_from_today
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -51,12 +53,49 @@ def add_robot(request: HttpRequest) -> JsonResponse:
     form = RobotForm(data)
     if not form.is_valid():
         return form_problem(form, "The robot is not valid.")
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        robot = _produce(form)
+        if robot is None:
+            return _not_in_catalog(form)
+        return JsonResponse(robot_json(robot), status=201)
+    return _add_robot_once(request, form, key)
+
+
+def _produce(form: RobotForm) -> Robot | None:
+    data = form.cleaned_data
+    return Robot.objects.produce(data["model"], data["version"], data["created"])
+
+
+def _not_in_catalog(form: RobotForm) -> JsonResponse:
     model, version = form.cleaned_data["model"], form.cleaned_data["version"]
-    robot = Robot.objects.produce(model, version, form.cleaned_data["created"])
-    if robot is None:
-        form.add_error("version", f"The catalog has no version {version} of model {model}.")
-        return form_problem(form, "The robot is not valid.")
-    return JsonResponse(robot_json(robot), status=201)
+    form.add_error("version", f"The catalog has no version {version} of model {model}.")
+    return form_problem(form, "The robot is not valid.")
+
+
+def _add_robot_once(request: HttpRequest, form: RobotForm, key: str) -> JsonResponse:
+    """The same Idempotency-Key and body within a day: the first answer again, no new robot."""
+    if not (key.isascii() and key.isprintable() and 1 <= len(key) <= 255):
+        return problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    scope = str(request.api_key.pk) if request.api_key else ""
+    digest = hashlib.sha256(request.body).hexdigest()
+    try:
+        with transaction.atomic():
+            earlier = IdempotentAnswer.earlier(scope, key)
+            if earlier is None:
+                robot = _produce(form)
+                if robot is None:
+                    return _not_in_catalog(form)
+                answer = robot_json(robot)
+                IdempotentAnswer.keep(scope, key, digest, 201, answer)
+                return JsonResponse(answer, status=201)
+    except IntegrityError:  # the same key at the same moment: that request won
+        earlier = IdempotentAnswer.earlier(scope, key)
+    if earlier.digest != digest:
+        return problem(422, "This Idempotency-Key came with another body before.")
+    response = JsonResponse(earlier.body, status=earlier.status)
+    response["Idempotent-Replayed"] = "true"
+    return response
 
 
 def robot_json(robot: Robot) -> dict:
