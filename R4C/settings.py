@@ -249,6 +249,9 @@ if NOTICE_LEASE_SECONDS < 5 * _smtp_options["timeout"]:
         f"({_smtp_options['timeout']:g}): raise NOTICE_LEASE_SECONDS to at least "
         f"{5 * _smtp_options['timeout']:g} or lower EMAIL_TIMEOUT."
     )
+# Notices one address may receive for one serial in a day (the factory's date), whoever
+# places the order how often: past it, placing again is answered but mails nothing.
+NOTICE_DAILY_CAP = env_number("NOTICE_DAILY_CAP", 3, minimum=1, maximum=1000)
 # SMTP connections one worker sends on at once: a 1 s-per-message server takes 1,000
 # notices in 1,000 / NOTICE_CONNECTIONS seconds.
 NOTICE_CONNECTIONS = env_number("NOTICE_CONNECTIONS", 16, minimum=1, maximum=100)

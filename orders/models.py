@@ -9,6 +9,7 @@ Version row first, so that one of them always sees the other: either the order f
 robot in stock, or the robot finds the order waiting.
 """
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.dispatch import receiver
 from django.utils import timezone
@@ -51,6 +52,10 @@ class Order(models.Model):
     placed_again = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # Notices sent on `sent_on` (the factory's date): NOTICE_DAILY_CAP bounds them, so that
+    # placing an order again and again cannot turn R4C against the address's owner.
+    sent_on = models.DateField(null=True, blank=True, editable=False)
+    sent_that_day = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         constraints = [
@@ -116,6 +121,8 @@ class Order(models.Model):
     def _renew(self, fresh: str) -> None:
         now = timezone.now()
         mine = Order.objects.filter(pk=self.pk)
+        if fresh == Notice.DUE and mine.filter(capped_today()).exists():
+            return  # answered as usual, but no more mail today
         # The worker changes `notice` without locks (sending -> sent, due -> sending), so
         # each branch is conditional on the state it saw; one of them always holds.
         while True:
@@ -127,6 +134,15 @@ class Order(models.Model):
             )
             if renewed:
                 return
+
+
+def capped_today(sending_one_more: bool = False) -> models.Q:
+    """Orders whose address has had NOTICE_DAILY_CAP notices for the serial today.
+
+    With `sending_one_more`, those that reach the cap with the notice being recorded.
+    """
+    cap = settings.NOTICE_DAILY_CAP - (1 if sending_one_more else 0)
+    return models.Q(sent_on=timezone.localdate(), sent_that_day__gte=cap)
 
 
 class Arrival(models.Model):

@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from orders.models import Arrival, Notice, Order
+from orders.models import Arrival, Notice, Order, capped_today
 
 log = logging.getLogger(__name__)
 
@@ -233,12 +233,21 @@ def record(claim: uuid.UUID, order: Order, outcome: str, error: str) -> bool:
     again = Q(placed_again=True)
     if outcome == SENT:
         log.info("notice to %s: sent", order.pk)
+        today = timezone.localdate()
+        # Placed again meanwhile: one more notice, unless this one fills the day's cap.
+        again_allowed = again & ~capped_today(sending_one_more=True)
         change = {
-            "notice": Case(When(again, then=Value(Notice.DUE)), default=Value(Notice.SENT)),
+            "notice": Case(
+                When(again_allowed, then=Value(Notice.DUE)), default=Value(Notice.SENT)
+            ),
             "notified_at": now,
             "next_attempt_at": now,
-            "attempts": Case(When(again, then=Value(0)), default=F("attempts") + 1),
+            "attempts": Case(When(again_allowed, then=Value(0)), default=F("attempts") + 1),
             "last_error": "",
+            "sent_that_day": Case(
+                When(sent_on=today, then=F("sent_that_day") + 1), default=Value(1)
+            ),
+            "sent_on": today,
         }
     elif outcome == RETRY:
         # Growing delays: 30 s, 1 min, 2 min, ... up to 6 h, until the server takes it.

@@ -27,12 +27,14 @@ def create_order(request: HttpRequest) -> JsonResponse:
     order, created, in_stock = Order.place(
         form.cleaned_data["email"], form.cleaned_data["robot-serial"]
     )
+    # Nothing stored about earlier placings: the address as this request gave it, and this
+    # placing's notice, which is not sent yet.
     return JsonResponse(
         {
             "id": order.id,
-            "email": order.customer.email,
+            "email": form.cleaned_data["email"],
             "robot_serial": order.robot_serial,
-            "is_notified": order.is_notified,
+            "is_notified": False,
             "in_stock": in_stock,
         },
         status=201 if created else 200,

@@ -189,6 +189,16 @@ class CreateOrderTests(ProblemAssertions, TestCase):
                 self.assert_problem(response, 405)
                 self.assertEqual(response["Allow"], "POST")
 
+    def test_the_answer_reveals_nothing_stored_about_earlier_placings(self):
+        produce("R2-D2")
+        self.order(email="Ann@Example.com")
+        call_command("send_notices", "--once")
+
+        answer = self.order(email="ANN@example.com").json()
+
+        self.assertEqual(answer["email"], "ANN@example.com")  # not the stored "Ann@..."
+        self.assertFalse(answer["is_notified"])  # this placing's notice, not the last one's
+
     def test_one_mailbox_is_one_customer_whatever_its_unicode_form(self):
         spellings = [
             "ann@ka.com",

@@ -378,6 +378,58 @@ class PlacedAgainTests(NoticeTestCase):
         self.assertEqual(server.recipients(), ["ann@example.com"])
 
 
+class DailyCapTests(NoticeTestCase):
+    def place_again(self, email="ann@example.com"):
+        return self.client.post("/create_order/", {"email": email, "robot-serial": "R2-D2"})
+
+    def test_no_address_gets_more_than_three_notices_for_a_serial_in_a_day(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            for _ in range(5):
+                self.assertIn(self.place_again().status_code, (200, 201))
+                drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 3)
+
+    def test_placings_during_a_send_stop_at_the_cap_too(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            for _ in range(2):
+                self.place_again()
+                drain()
+            # The third is in flight when the customer places the order again.
+            self.place_again()
+            deliver_due(after=lambda _: self.place_again())
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 3)
+        self.assertEqual(Order.objects.get().notice, "sent")
+
+    def test_the_next_day_placing_again_mails_again(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            for _ in range(3):
+                self.place_again()
+                drain()
+            Order.objects.update(sent_on=timezone.localdate() - timedelta(days=1))
+            self.place_again()
+            drain()
+
+        self.assertEqual(len(server.recipients()), 4)
+
+    def test_the_cap_is_per_serial(self):
+        produce("R2-D2")
+        produce("R2-A1")
+        with smtp_server() as server:
+            for serial in ["R2-D2"] * 3 + ["R2-A1"]:
+                self.client.post(
+                    "/create_order/", {"email": "ann@example.com", "robot-serial": serial}
+                )
+                drain()
+
+        self.assertEqual(len(server.recipients()), 4)
+
+
 class NoDuplicatesTests(TransactionTestCase):
     """Real parallel connections: robots posted at once, several workers at once."""
 
