@@ -59,6 +59,8 @@ serve: $(VENV)/.runtime
 test: export SECRET_KEY ?= test-only-not-secret
 test: export HTTPS ?= false
 test: export API_KEYS_REQUIRED ?= false
+test: export ORDER_LIMIT_PER_CLIENT ?= 0
+test: export ORDER_LIMIT_PER_EMAIL ?= 0
 test: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .

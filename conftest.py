@@ -15,9 +15,15 @@ def test_settings(settings):
 def pytest_configure(config):
     from django.conf import settings
 
-    if settings.SECURE_SSL_REDIRECT or settings.API_KEYS_REQUIRED:
+    production = {
+        "HTTPS": settings.SECURE_SSL_REDIRECT,
+        "API_KEYS_REQUIRED": settings.API_KEYS_REQUIRED,
+        "ORDER_LIMIT_PER_CLIENT": settings.ORDER_LIMIT_PER_CLIENT,
+        "ORDER_LIMIT_PER_EMAIL": settings.ORDER_LIMIT_PER_EMAIL,
+    }
+    if any(production.values()):
         raise pytest.UsageError(
-            "Run the suite with HTTPS=false and API_KEYS_REQUIRED=false (make test does): the "
-            "test client speaks plain HTTP, which production settings redirect, and the API's "
-            "tests send keys only where they test them."
+            f"Run the suite with {', '.join(f'{k}=0' for k in production)} (make test does): "
+            "the test client speaks plain HTTP, which production settings redirect, and the "
+            "tests send keys and many orders only where they test keys and limits."
         )

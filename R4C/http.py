@@ -5,6 +5,7 @@ from collections.abc import Callable
 from functools import wraps
 from http import HTTPStatus
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -105,3 +106,25 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/admin/"):
         return page_not_found(request, exception)
     return problem(404, f"There is nothing at {request.path}.")
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address, also behind TRUSTED_PROXIES reverse proxies.
+
+    Each proxy appends the address it saw to X-Forwarded-For, so the client is the entry
+    TRUSTED_PROXIES from the right; anything further left is whatever the client wrote.
+    With none trusted (the default), the header is ignored: anyone can send it.
+    """
+    trusted = settings.TRUSTED_PROXIES
+    if trusted:
+        hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+        hops = [hop for hop in hops if hop]
+        if len(hops) >= trusted:
+            return hops[-trusted]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def too_many(retry_after: int, detail: str) -> JsonResponse:
+    response = problem(429, detail)
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -76,6 +76,13 @@ DEBUG = env_bool("DEBUG", False)
 # the admin may download too). Off in development, so that the README's curl lines work.
 API_KEYS_REQUIRED = env_bool("API_KEYS_REQUIRED", not DEBUG)
 
+# /create_order/ is public: orders a client address may place per minute, and orders per
+# e-mail address per 10 minutes; 0 turns a limit off. Off in development unless set.
+ORDER_LIMIT_PER_CLIENT = env_number("ORDER_LIMIT_PER_CLIENT", 0 if DEBUG else 30)
+ORDER_LIMIT_PER_EMAIL = env_number("ORDER_LIMIT_PER_EMAIL", 0 if DEBUG else 5)
+# Reverse proxies in front that append to X-Forwarded-For; 0 ignores the header.
+TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, maximum=10)
+
 # Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
 # start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
 # without it, as Django allows.

@@ -9,6 +9,8 @@ Version row first, so that one of them always sees the other: either the order f
 robot in stock, or the robot finds the order waiting.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.dispatch import receiver
@@ -197,3 +199,41 @@ def wake_worker() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"NOTIFY {NOTICE_CHANNEL}")
+
+
+class RateCounter(models.Model):
+    """Requests counted per bucket (a client address, an e-mail address) and fixed window."""
+
+    bucket = models.CharField(max_length=300, unique=True)
+    window_start = models.DateTimeField()
+    hits = models.PositiveIntegerField()
+
+    @classmethod
+    def hit(cls, bucket: str, limit: int, window: timedelta) -> int:
+        """Count one request; 0 if within `limit` per `window`, else seconds until the next.
+
+        One statement (an upsert), so that parallel requests on any number of processes
+        count right on both databases.
+        """
+        now = timezone.now()
+        seconds = int(window.total_seconds())
+        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{cls._meta.db_table}" (bucket, window_start, hits) '
+                "VALUES (%s, %s, 1) ON CONFLICT (bucket) DO UPDATE SET "
+                "hits = CASE WHEN excluded.window_start = "
+                f'"{cls._meta.db_table}".window_start '
+                f'THEN "{cls._meta.db_table}".hits + 1 ELSE 1 END, '
+                "window_start = excluded.window_start RETURNING hits",
+                [bucket, connection.ops.adapt_datetimefield_value(start)],
+            )
+            hits = cursor.fetchone()[0]
+        if hits <= limit:
+            return 0
+        return max(1, int((start + window - now).total_seconds() + 0.999))
+
+    @classmethod
+    def purge(cls) -> int:
+        """Forget windows that ended an hour ago or more (the worker calls this)."""
+        return cls.objects.filter(window_start__lt=timezone.now() - timedelta(hours=1)).delete()[0]

@@ -1,13 +1,17 @@
+from datetime import timedelta
+
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from orders.forms import OrderForm
-from orders.models import Order
-from R4C.http import allow_methods, form_problem, problem
+from orders.models import Order, RateCounter
+from R4C.http import allow_methods, client_address, form_problem, problem, too_many
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MINUTE, TEN_MINUTES = timedelta(minutes=1), timedelta(minutes=10)
 
 
 @csrf_exempt  # no cookies or other ambient credentials are involved
@@ -15,6 +19,9 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 def create_order(request: HttpRequest) -> JsonResponse:
     if request.content_type not in FORM_TYPES:
         return problem(415, "Send the order as form data (multipart/form-data or urlencoded).")
+    limit = settings.ORDER_LIMIT_PER_CLIENT
+    if limit and (wait := RateCounter.hit(f"client:{client_address(request)}", limit, MINUTE)):
+        return too_many(wait, f"At most {limit} orders a minute from one address; wait.")
     try:
         form = OrderForm(request.POST)
     except RequestDataTooBig:
@@ -23,6 +30,10 @@ def create_order(request: HttpRequest) -> JsonResponse:
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
+    limit = settings.ORDER_LIMIT_PER_EMAIL
+    email = form.cleaned_data["email"]
+    if limit and (wait := RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)):
+        return too_many(wait, f"At most {limit} orders in 10 minutes for one e-mail address.")
 
     order, created, in_stock = Order.place(
         form.cleaned_data["email"], form.cleaned_data["robot-serial"]

@@ -335,3 +335,8 @@ class IdempotentAnswer(models.Model):
         """In the robot's transaction; IntegrityError if another request took the key first."""
         cls.objects.filter(scope=scope, key=key, created_at__lt=timezone.now() - cls.KEPT).delete()
         cls.objects.create(scope=scope, key=key, digest=digest, status=status, body=body)
+
+    @classmethod
+    def purge(cls) -> int:
+        """Forget answers older than a day (the notice worker calls this now and then)."""
+        return cls.objects.filter(created_at__lt=timezone.now() - cls.KEPT).delete()[0]

@@ -110,6 +110,9 @@ class Service:
                 "HTTPS": "true",
                 "PROXY_SSL_HEADER": "true",
                 "API_KEYS_REQUIRED": "true",
+                # Production's limits, but room for the test's 30 customers on one address.
+                "ORDER_LIMIT_PER_CLIENT": "1000",
+                "ORDER_LIMIT_PER_EMAIL": "5",
                 "EMAIL_HOST": "127.0.0.1",
                 "EMAIL_PORT": str(smtp_port),
                 "NOTICE_CONNECTIONS": "4",

@@ -122,3 +122,14 @@ def test_each_log_line_is_printed_once_also_in_development():
     code = "import logging; logging.getLogger('django.request').warning('one line')"
     result = run("manage.py", "shell", "-c", code, DEBUG="true")
     assert result.stderr.count("one line") == 1, result.stderr
+
+
+def test_keys_and_limits_hold_in_production_and_are_off_in_development():
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.API_KEYS_REQUIRED, s.ORDER_LIMIT_PER_CLIENT, s.ORDER_LIMIT_PER_EMAIL)"
+    )
+    production = run("manage.py", "shell", "-c", code).stdout.splitlines()[-1]
+    assert production.split() == ["True", "30", "5"]
+    development = run("manage.py", "shell", "-c", code, DEBUG="true").stdout.splitlines()[-1]
+    assert development.split() == ["False", "0", "0"]

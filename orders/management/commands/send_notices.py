@@ -1,13 +1,15 @@
 import logging
 import signal
 import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from orders.models import NOTICE_CHANNEL
+from orders.models import NOTICE_CHANNEL, RateCounter
 from orders.notices import MailConnection, expand_arrivals, has_work, process_due, send_due
+from robots.models import IdempotentAnswer
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,7 @@ log = logging.getLogger(__name__)
 # LISTEN, this is the latency of a notice; on PostgreSQL it only picks up retries and
 # leases that came due with time.
 POLL = {"sqlite": 0.1, "postgresql": 1.0}
+TIDY_EVERY = 600  # seconds between purges of expired rate counters and idempotent answers
 
 
 class Bell:
@@ -83,8 +86,14 @@ class Command(BaseCommand):
     def dispatch(self, stop: threading.Event, bell: Bell) -> None:
         """Turn arrivals into due notices, and wake the senders when anything is due."""
         listening = None
+        tidy_at = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() > tidy_at:
+                    # The one long-running process also forgets what has expired.
+                    RateCounter.purge()
+                    IdempotentAnswer.purge()
+                    tidy_at = time.monotonic() + TIDY_EVERY
                 while expand_arrivals():
                     pass
                 if has_work():
