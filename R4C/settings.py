@@ -5,10 +5,12 @@ Defaults are safe for production; `make run` sets the development values explici
 
 import os
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -83,6 +85,13 @@ ORDER_LIMIT_PER_EMAIL = env_number("ORDER_LIMIT_PER_EMAIL", 0 if DEBUG else 5)
 # Reverse proxies in front that append to X-Forwarded-For; 0 ignores the header.
 TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, maximum=10)
 
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "R4C.http.client_address"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_RESET_ON_SUCCESS = True
+
 # Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
 # start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
 # without it, as Django allows.
@@ -98,6 +107,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "robots",
     "customers",
     "orders",
@@ -105,6 +115,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # The admin's static files, from the process itself: no separate file server to set up.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -115,6 +126,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so that it sees what the views raise: a database that is down is a 503 problem.
     "R4C.http.ProblemMiddleware",
+    # django-axes' own place, last: it answers a locked-out login.
+    "axes.middleware.AxesMiddleware",
+]
+
+# The admin's login: after AXES_FAILURE_LIMIT wrong passwords from one client address, that
+# address is locked out for AXES_COOLOFF_TIME and answered 429.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "R4C.urls"
@@ -210,6 +230,20 @@ SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 if env_bool("PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Every response, the admin's included, may load scripts, styles, images and fonts from R4C
+# itself and nothing else, runs no inline code, and cannot be framed.
+SECURE_CSP = {
+    "default-src": [CSP.NONE],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+}
 
 # Where GET /download/ keeps the last weekly report it built.
 PRODUCTION_LIST_DIR = BASE_DIR / "production_list"
