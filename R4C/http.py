@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class ProblemMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not request.META.get("CONTENT_LENGTH"):
+            # Django reads a body by its length: without one it would see an empty body.
+            return problem(411, "Send the body with a Content-Length, not chunked.")
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
@@ -99,6 +104,13 @@ class ProblemMiddleware:
 def server_error(request: HttpRequest) -> JsonResponse:
     """handler500: the API's error shape, also for what nobody foresaw."""
     return problem(500, "Something went wrong on our side; it has been logged.")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: what Django itself refuses (a malformed request) in the API's shape."""
+    if request.path.startswith("/admin/"):
+        return django_bad_request(request, exception)
+    return problem(400, "The request is malformed.")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

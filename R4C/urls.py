@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("orders.urls")),
 ]
 
+handler400 = "R4C.http.bad_request"
 handler404 = "R4C.http.not_found"
 handler500 = "R4C.http.server_error"

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +26,11 @@ def create_order(request: HttpRequest) -> JsonResponse:
         form = OrderForm(request.POST)
     except RequestDataTooBig:
         return problem(413, "The body is too large for an order.")
-    except (MultiPartParserError, SuspiciousOperation):
+    except BadRequest as error:  # e.g. urlencoded in a charset other than UTF-8
+        return problem(400, f"The form data cannot be read: {error}")
+    except (MultiPartParserError, SuspiciousOperation, LookupError, UnicodeError):
+        # LookupError, UnicodeError: a multipart charset that is no codec, or that the
+        # fields are not in.
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")

@@ -34,10 +34,16 @@ def add_robot(request: HttpRequest) -> JsonResponse:
         length = 0
     if length > MAX_ROBOT_BODY:
         return problem(413, f"The body is over {MAX_ROBOT_BODY} bytes; a robot is far smaller.")
+    body = request.body
+    if body.startswith(b"\xef\xbb\xbf"):
+        return problem(400, "The body starts with a byte order mark; send plain UTF-8 JSON.")
     try:
-        data = json.loads(request.body)
+        # UTF-8 only, as RFC 8259 asks: json.loads(bytes) would also guess UTF-16 or 32.
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_repeated_keys)
+    except RepeatedKey as error:
+        return problem(400, f"The body names {error} more than once.")
     except (ValueError, RecursionError):
-        return problem(400, "The body is not valid JSON.")
+        return problem(400, "The body is not valid UTF-8 JSON.")
     if not isinstance(data, dict):
         return problem(400, "The body must be a JSON object with model, version and created.")
 
@@ -60,6 +66,19 @@ def add_robot(request: HttpRequest) -> JsonResponse:
             return _not_in_catalog(form)
         return JsonResponse(robot_json(robot), status=201)
     return _add_robot_once(request, form, key)
+
+
+class RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    # {"model": "R2", "model": "X9"} would otherwise quietly mean the last one.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = next(key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1)
+        raise RepeatedKey(json.dumps(repeated))
+    return data
 
 
 def _produce(form: RobotForm) -> Robot | None:

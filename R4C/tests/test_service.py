@@ -289,6 +289,38 @@ class ServiceTests(TransactionTestCase):
         status, _, _ = call(self.a, "POST", "/add_robot", body, headers)
         self.assertEqual(status, 201)  # no slash, no redirect
 
+    def test_keys_idempotency_and_limits_hold_over_http(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.key}",
+            "Idempotency-Key": "line-1-0001",
+        }
+        # A retry after a timeout, to the other host: the first answer, no second robot.
+        first = call(self.a, "POST", "/add_robot/", body, headers)
+        retry = call(self.b, "POST", "/add_robot/", body, headers)
+        self.assertEqual((first[0], retry[0]), (201, 201))
+        self.assertEqual(json.loads(retry[2]), json.loads(first[2]))
+        self.assertEqual(Robot.objects.count(), 1)
+
+        # One address may be ordered for 5 times in 10 minutes, whichever host takes it.
+        statuses = [
+            order((self.a, self.b)[n % 2], "ann@example.com", "R2-D2")[0] for n in range(6)
+        ]
+        self.assertEqual(statuses[:5], [201, 200, 200, 200, 200])
+        self.assertEqual(statuses[5], 429)
+
+        # A chunked body is refused for what it is, not read as empty.
+        with socket.create_connection(("127.0.0.1", self.a)) as sock:
+            sock.sendall(
+                b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                + f"Authorization: Bearer {self.key}\r\n\r\n".encode()
+                + f"{len(body):x}\r\n{body}\r\n0\r\n\r\n".encode()
+            )
+            self.assertTrue(sock.recv(1000).startswith(b"HTTP/1.1 411"))
+
     @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
     def test_it_recovers_by_itself_when_the_database_drops_every_connection(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
