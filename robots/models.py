@@ -285,22 +285,21 @@ class ApiKey(models.Model):
         pk, _, secret = rest.partition("_")
         if prefix != "r4c" or not pk.isdigit() or not secret or len(pk) > 18:
             return None
-        # Every robot comes with a key: plain SQL, like Robot.objects.produce.
-        key = next(
-            iter(
-                cls.objects.raw(
-                    f'SELECT id, name, digest, last_used_at FROM "{cls._meta.db_table}" '
-                    "WHERE id = %s AND revoked_at IS NULL",
-                    [int(pk)],
-                )
-            ),
-            None,
-        )
-        if key is None or not hmac.compare_digest(key.digest, cls._digest(secret)):
-            return None
-        # At most one write a minute per key: a line posting every second costs no write each.
+        # Every robot comes with a key: plain SQL, like Robot.objects.produce. The last use
+        # is written at most once a minute: a line posting every second costs no write each.
         now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+        a_minute_ago = connection.ops.adapt_datetimefield_value(now - timedelta(minutes=1))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name, digest, (last_used_at IS NULL OR last_used_at < %s) "
+                f'FROM "{cls._meta.db_table}" WHERE id = %s AND revoked_at IS NULL',
+                [a_minute_ago, int(pk)],
+            )
+            row = cursor.fetchone()
+        if row is None or not hmac.compare_digest(row[1], cls._digest(secret)):
+            return None
+        key = cls(pk=int(pk), name=row[0], digest=row[1])
+        if row[2]:
             cls.objects.filter(pk=key.pk).update(last_used_at=now)
         return key
 

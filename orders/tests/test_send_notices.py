@@ -5,7 +5,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.contrib.auth.models import User
 from django.core import mail
@@ -24,7 +24,7 @@ from orders.notices import (
     send_due,
 )
 from orders.tests.smtp import no_smtp_server, smtp_server
-from R4C.tests.world import BODY, catalog, drain, place, produce, version
+from R4C.tests.world import BODY, catalog, drain, place, produce
 from robots.models import Robot
 
 
@@ -472,37 +472,44 @@ class NoDuplicatesTests(TransactionTestCase):
 
 
 class OrderDuringProductionTests(TransactionTestCase):
-    def test_an_order_placed_while_its_robot_is_being_saved_is_still_notified(self):
-        catalog()
-        d2 = version("R2-D2")
-        robot_saved, commit = threading.Event(), threading.Event()
+    """An order and a robot of its serial at the same moment: one of them sees the other."""
 
-        def produce_slowly():
-            # The robot's transaction stays open while the customer orders.
+    def while_open(self, write, request):
+        """Send `request` while `write`'s transaction is open, commit, return the answer."""
+        opened, commit = threading.Event(), threading.Event()
+
+        def hold():
             try:
                 with transaction.atomic():
-                    Robot.objects.create(model=d2.model, version=d2, created=datetime.now(UTC))
-                    robot_saved.set()
+                    write()
+                    opened.set()
                     commit.wait(10)
             finally:
                 connection.close()
 
-        def order():
+        def send():
             try:
-                return Client().post(
-                    "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
-                )
+                return request(Client())
             finally:
                 connection.close()
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            production = pool.submit(produce_slowly)
-            self.assertTrue(robot_saved.wait(10))
-            placing = pool.submit(order)
-            time.sleep(0.5)  # the order's request is now waiting for the robot's lock
+            holding = pool.submit(hold)
+            self.assertTrue(opened.wait(10))
+            sent = pool.submit(send)
+            time.sleep(0.5)  # the request now waits for the open transaction's lock
             commit.set()
-            production.result()
-            response = placing.result()
+            holding.result()
+            return sent.result()
+
+    def test_an_order_placed_while_its_robot_is_being_saved_is_still_notified(self):
+        catalog()
+        response = self.while_open(
+            lambda: produce("R2-D2"),
+            lambda client: client.post(
+                "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+            ),
+        )
 
         self.assertEqual(response.status_code, 201)
         with smtp_server() as server:
@@ -511,35 +518,11 @@ class OrderDuringProductionTests(TransactionTestCase):
 
     def test_a_robot_posted_while_an_order_for_it_is_being_placed_still_notifies_it(self):
         catalog()
-        placed, commit = threading.Event(), threading.Event()
-
-        def place_slowly():
-            # The order's transaction stays open while the factory reports the robot.
-            try:
-                with transaction.atomic():
-                    place("R2-D2", "ann@example.com")
-                    placed.set()
-                    commit.wait(10)
-            finally:
-                connection.close()
-
-        def post_robot():
-            try:
-                body = {"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}
-                return Client().post(
-                    "/add_robot/", json.dumps(body), content_type="application/json"
-                )
-            finally:
-                connection.close()
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            placing = pool.submit(place_slowly)
-            self.assertTrue(placed.wait(10))
-            robot = pool.submit(post_robot)
-            time.sleep(0.5)  # the robot's request is now waiting for the order's lock
-            commit.set()
-            placing.result()
-            response = robot.result()
+        body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
+        response = self.while_open(
+            lambda: place("R2-D2", "ann@example.com"),
+            lambda client: client.post("/add_robot/", body, content_type="application/json"),
+        )
 
         self.assertEqual(response.status_code, 201)
         self.assertEqual(Order.objects.get().notice, "waiting")  # it found no robot then
