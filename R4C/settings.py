@@ -85,13 +85,6 @@ ORDER_LIMIT_PER_EMAIL = env_number("ORDER_LIMIT_PER_EMAIL", 0 if DEBUG else 5)
 # Reverse proxies in front that append to X-Forwarded-For; 0 ignores the header.
 TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, maximum=10)
 
-AXES_FAILURE_LIMIT = 5
-AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_CLIENT_IP_CALLABLE = "R4C.http.client_address"
-AXES_HTTP_RESPONSE_CODE = 429
-AXES_RESET_ON_SUCCESS = True
-
 # Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
 # start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
 # without it, as Django allows.
@@ -124,7 +117,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, so that it sees what the views raise: a database that is down is a 503 problem.
+    # Late, so that it sees what the views raise: a database that is down is a 503 problem.
     "R4C.http.ProblemMiddleware",
     # django-axes' own place, last: it answers a locked-out login.
     "axes.middleware.AxesMiddleware",
@@ -136,6 +129,13 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "R4C.http.client_address"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "R4C.urls"
 
