@@ -17,8 +17,17 @@ log = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-def problem(status: int, detail: str, errors: dict[str, list[str]] | None = None) -> JsonResponse:
-    """Answer `status` with a problem document; `errors` maps a field to its messages."""
+def problem(
+    status: int,
+    detail: str,
+    errors: dict[str, list[str]] | None = None,
+    *,
+    retry_after: int | None = None,
+) -> JsonResponse:
+    """Answer `status` with a problem document; `errors` maps a field to its messages.
+
+    `retry_after`: seconds after which the client may try again (503, 429).
+    """
     title = HTTPStatus(status).phrase
     body = {
         "type": "about:blank",
@@ -29,7 +38,10 @@ def problem(status: int, detail: str, errors: dict[str, list[str]] | None = None
     }
     # ASCII JSON (\u escapes): field names echoed from a request may hold lone surrogates,
     # which have no UTF-8 form.
-    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+    response = JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def allow_methods(*methods: str) -> Callable:
@@ -62,14 +74,7 @@ def form_problem(form: Form, detail: str) -> JsonResponse:
 
 
 # How long a client should wait before it tries again after a 503.
-RETRY_AFTER_SECONDS = 5
-
-
-def unavailable(detail: str) -> JsonResponse:
-    """503 with Retry-After: the service cannot do it now, through no fault of the request."""
-    response = problem(503, detail)
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 class ProblemMiddleware:
@@ -97,7 +102,11 @@ class ProblemMiddleware:
             # A broken connection must not be handed to the next request.
             for connection in connections.all(initialized_only=True):
                 connection.close_if_unusable_or_obsolete()
-            return unavailable("The database is unavailable right now; try again shortly.")
+            return problem(
+                503,
+                "The database is unavailable right now; try again shortly.",
+                retry_after=UNAVAILABLE_RETRY_AFTER,
+            )
         return None
 
 
@@ -134,9 +143,3 @@ def client_address(request: HttpRequest) -> str:
         if len(hops) >= trusted:
             return hops[-trusted]
     return request.META.get("REMOTE_ADDR", "")
-
-
-def too_many(retry_after: int, detail: str) -> JsonResponse:
-    response = problem(429, detail)
-    response["Retry-After"] = str(retry_after)
-    return response

@@ -2,7 +2,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
 from orders.notices import backlog
-from R4C.http import allow_methods, unavailable
+from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
 
 
 @allow_methods("GET", "HEAD")
@@ -11,5 +11,5 @@ def healthz(request: HttpRequest) -> JsonResponse:
     try:
         notices = backlog()
     except DatabaseError:
-        return unavailable("The database does not answer.")
+        return problem(503, "The database does not answer.", retry_after=UNAVAILABLE_RETRY_AFTER)
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})

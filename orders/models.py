@@ -106,7 +106,7 @@ class Order(models.Model):
         an address that is not one deliverable mailbox.
         """
         with transaction.atomic():
-            lock_catalog_entry(version.pk)
+            Version.lock(version.pk)  # see robot_produced
             customer = Customer.for_address(email)
             in_stock = Robot.objects.filter(version=version).exists()
             fresh = Notice.DUE if in_stock else Notice.WAITING
@@ -179,16 +179,6 @@ def note_arrival(sender, robot: Robot, **kwargs) -> None:
             return
     Arrival.objects.create(serial=robot.serial)
     wake_worker()
-
-
-def lock_catalog_entry(version_id: int) -> None:
-    """Lock the version's row until the transaction ends (PostgreSQL; see robot_produced).
-
-    SQLite serialises every write transaction anyway, and takes no row locks.
-    """
-    # order_by(): the catalog's default order would join the model for nothing.
-    versions = Version.objects.select_for_update().filter(pk=version_id).order_by()
-    list(versions.values_list("pk"))
 
 
 def wake_worker() -> None:

@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from orders.forms import OrderForm
 from orders.models import Order, RateCounter
-from R4C.http import allow_methods, client_address, form_problem, problem, too_many
+from R4C.http import allow_methods, client_address, form_problem, problem
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MINUTE, TEN_MINUTES = timedelta(minutes=1), timedelta(minutes=10)
@@ -21,7 +21,8 @@ def create_order(request: HttpRequest) -> JsonResponse:
         return problem(415, "Send the order as form data (multipart/form-data or urlencoded).")
     limit = settings.ORDER_LIMIT_PER_CLIENT
     if limit and (wait := RateCounter.hit(f"client:{client_address(request)}", limit, MINUTE)):
-        return too_many(wait, f"At most {limit} orders a minute from one address; wait.")
+        detail = f"At most {limit} orders a minute from one address; wait."
+        return problem(429, detail, retry_after=wait)
     try:
         form = OrderForm(request.POST)
     except RequestDataTooBig:
@@ -37,7 +38,8 @@ def create_order(request: HttpRequest) -> JsonResponse:
     limit = settings.ORDER_LIMIT_PER_EMAIL
     email = form.cleaned_data["email"]
     if limit and (wait := RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)):
-        return too_many(wait, f"At most {limit} orders in 10 minutes for one e-mail address.")
+        detail = f"At most {limit} orders in 10 minutes for one e-mail address."
+        return problem(429, detail, retry_after=wait)
 
     order, created, in_stock = Order.place(
         form.cleaned_data["email"], form.cleaned_data["robot-serial"]

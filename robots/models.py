@@ -155,6 +155,15 @@ class Version(CatalogEntry):
     def __str__(self) -> str:
         return self.serial
 
+    @classmethod
+    def lock(cls, pk: int) -> None:
+        """Lock the version's row until the transaction ends (PostgreSQL; see robot_produced).
+
+        SQLite serialises every write transaction anyway, and takes no row locks.
+        """
+        # order_by(): the catalog's default order would join the model for nothing.
+        list(cls.objects.select_for_update().filter(pk=pk).order_by().values_list("pk"))
+
     @property
     def serial(self) -> str:
         return f"{self.model.name}-{self.name}"
@@ -230,9 +239,7 @@ class Robot(models.Model):
         # record, so that a robot never exists without the work its production causes.
         with transaction.atomic(using=kwargs.get("using")):
             if adding:
-                # The lock robot_produced promises (produce() takes a shared one).
-                locked = Version.objects.select_for_update().filter(pk=self.version_id)
-                list(locked.order_by().values("pk"))
+                Version.lock(self.version_id)  # what robot_produced promises
             super().save(*args, **kwargs)
             if adding:
                 robot_produced.send(sender=Robot, robot=self)

@@ -63,6 +63,14 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"NOTICE_LEASE_SECONDS": "40"}, ["NOTICE_LEASE_SECONDS", "EMAIL_TIMEOUT"]),
         ({"EMAIL_TIMEOUT": "100"}, ["NOTICE_LEASE_SECONDS", "EMAIL_TIMEOUT"]),
         ({"NOTICE_CONNECTIONS": "0"}, ["NOTICE_CONNECTIONS"]),
+        ({"NOTICE_DAILY_CAP": "0"}, ["NOTICE_DAILY_CAP"]),
+        ({"API_KEYS_REQUIRED": "sometimes"}, ["API_KEYS_REQUIRED"]),
+        ({"ORDER_LIMIT_PER_CLIENT": "-1"}, ["ORDER_LIMIT_PER_CLIENT"]),
+        ({"ORDER_LIMIT_PER_EMAIL": "five"}, ["ORDER_LIMIT_PER_EMAIL"]),
+        ({"TRUSTED_PROXIES": "11"}, ["TRUSTED_PROXIES"]),
+        ({"HSTS_SECONDS": "a year"}, ["HSTS_SECONDS"]),
+        ({"HTTPS": "maybe"}, ["HTTPS"]),
+        ({"PROXY_SSL_HEADER": "2"}, ["PROXY_SSL_HEADER"]),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(env, named):

@@ -86,3 +86,18 @@ class OrderAdminTests(TestCase):
         response = self.client.post(f"/admin/orders/arrival/{arrival.pk}/delete/", {"post": "yes"})
         self.assertEqual(response.status_code, 403)
         self.assertTrue(Arrival.objects.exists())
+
+    def test_the_customer_admin_refuses_a_mailbox_twice_or_an_undeliverable_address(self):
+        place("R2-D2", "ann@example.com")
+        for email, error in [
+            ("ANN@example.com", "exists already"),
+            ("ann@exa\u200bmple.com", "unsafe characters"),
+            ("Ann <ann@example.org>", "email address"),
+        ]:
+            with self.subTest(email=email):
+                response = self.client.post("/admin/customers/customer/add/", {"email": email})
+                self.assertEqual(response.status_code, 200)
+                self.assertContains(response, error)
+        self.assertEqual(
+            list(Customer.objects.values_list("email", flat=True)), ["ann@example.com"]
+        )
