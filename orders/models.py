@@ -6,19 +6,18 @@ worker's side (claiming, sending, recording) is in `orders/notices.py`.
 
 An order's placing and a robot's production of the same serial both lock that catalog
 Version row first, so that one of them always sees the other: either the order finds the
-robot in stock, or the robot finds the order waiting.
+robot in stock, or the robot's INSERT finds the order waiting and leaves an Arrival (the
+database does that itself, with a trigger: see migration 0007_arrival_trigger).
 """
 
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.dispatch import receiver
 from django.utils import timezone
 
 from customers.models import Customer
 from robots.models import Robot, Version
-from robots.signals import robot_produced
 
 # The PostgreSQL channel on which requests wake the worker (see `wake_worker`).
 NOTICE_CHANNEL = "r4c_notices"
@@ -106,7 +105,7 @@ class Order(models.Model):
         an address that is not one deliverable mailbox.
         """
         with transaction.atomic():
-            Version.lock(version.pk)  # see robot_produced
+            Version.lock(version.pk)  # see the module's docstring
             customer = Customer.for_address(email)
             in_stock = Robot.objects.filter(version=version).exists()
             fresh = Notice.DUE if in_stock else Notice.WAITING
@@ -150,8 +149,8 @@ def capped_today(sending_one_more: bool = False) -> models.Q:
 class Arrival(models.Model):
     """Outbox entry: robots of `serial` were produced while orders waited for it.
 
-    Written in the robot's transaction (one small row, whatever the number of orders); the
-    worker makes the waiting orders' notices due.
+    Written by the database in the robot's INSERT (a trigger: see migration 0007), one small
+    row whatever the number of orders; the worker makes the waiting orders' notices due.
     """
 
     serial = models.CharField(max_length=5)
@@ -161,30 +160,11 @@ class Arrival(models.Model):
         return f"{self.serial} produced"
 
 
-@receiver(robot_produced, dispatch_uid="orders.note_arrival")
-def note_arrival(sender, robot: Robot, **kwargs) -> None:
-    """In the robot's transaction: leave an Arrival if orders wait for its serial.
-
-    The version is locked by now (see robot_produced), and this read is a statement of its
-    own, so it sees every order placed before the lock was granted.
-    """
-    # Every robot the factory reports runs this: plain SQL, with no ORM to compile.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT 1 FROM "{Order._meta.db_table}" WHERE robot_serial = %s AND notice = %s '
-            "LIMIT 1",
-            [robot.serial, Notice.WAITING.value],
-        )
-        if cursor.fetchone() is None:
-            return
-    Arrival.objects.create(serial=robot.serial)
-    wake_worker()
-
-
 def wake_worker() -> None:
     """Tell a waiting worker that notices may be due (PostgreSQL; sent at commit).
 
-    On SQLite the worker polls instead: an indexed read every 0.1 s.
+    The arrival trigger does the same for robots. On SQLite the worker polls instead: an
+    indexed read every 0.1 s.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -10,8 +10,6 @@ from django.db import connection, models, transaction
 from django.db.models import Lookup
 from django.utils import timezone
 
-from robots.signals import robot_produced
-
 # Two letters or digits, so that the serial `R2-D2` always splits one way.
 validate_name = RegexValidator(
     r"\A[A-Za-z0-9]{2}\Z", "Must be exactly two characters, letters or digits (e.g. R2)."
@@ -157,7 +155,7 @@ class Version(CatalogEntry):
 
     @classmethod
     def lock(cls, pk: int) -> None:
-        """Lock the version's row until the transaction ends (PostgreSQL; see robot_produced).
+        """Lock the version's row until the transaction ends (PostgreSQL; see Robot.save).
 
         SQLite serialises every write transaction anyway, and takes no row locks.
         """
@@ -174,17 +172,16 @@ class RobotManager(models.Manager):
         """Record a robot of catalog `model`-`version` (upper case); None if there is none.
 
         The production line's hot path, and why it is SQL: one INSERT that finds the catalog
-        entry itself, instead of a look-up and then an insert, keeps SQLite's write lock
-        short and saves PostgreSQL a round trip. What save() guarantees holds here too: the
-        serial is the version's, and `robot_produced` goes in the robot's transaction.
+        entry itself, in autocommit, keeps SQLite's write lock short and costs PostgreSQL one
+        round trip. What save() guarantees holds here too: the serial is the version's, and
+        the version is locked while the robot is inserted.
         """
         robot, version_table, model_table = (m._meta.db_table for m in (Robot, Version, Model))
         serial = f"{model}-{version}"
         # FOR SHARE: robots of one version are produced side by side, while whoever locks
-        # the version FOR UPDATE waits for them (see robot_produced).
+        # the version FOR UPDATE waits for them (see Robot.save).
         share = " FOR SHARE OF v" if connection.vendor == "postgresql" else ""
-        # No savepoint inside a caller's transaction: its failure is the caller's too.
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(
                 f'INSERT INTO "{robot}" (model_id, version_id, serial, created) '
                 f'SELECT v.model_id, v.id, %s, %s FROM "{version_table}" v '
@@ -193,14 +190,13 @@ class RobotManager(models.Manager):
                 [serial, connection.ops.adapt_datetimefield_value(created), model, version],
             )
             row = cursor.fetchone()
-            if row is None:
-                return None
-            pk, model_id, version_id = row
-            produced = Robot(
-                pk=pk, model_id=model_id, version_id=version_id, serial=serial, created=created
-            )
-            produced._state.adding = False
-            robot_produced.send(sender=Robot, robot=produced)
+        if row is None:
+            return None
+        pk, model_id, version_id = row
+        produced = Robot(
+            pk=pk, model_id=model_id, version_id=version_id, serial=serial, created=created
+        )
+        produced._state.adding = False
         return produced
 
 
@@ -234,15 +230,15 @@ class Robot(models.Model):
         if self.version.model_id != self.model_id:
             raise ValueError(f"{self.version} is not a version of {self.model}.")
         self.serial = self.version.serial
-        adding = self._state.adding
-        # One transaction for the robot and whatever the listeners of `robot_produced`
-        # record, so that a robot never exists without the work its production causes.
-        with transaction.atomic(using=kwargs.get("using")):
-            if adding:
-                Version.lock(self.version_id)  # what robot_produced promises
+        if not self._state.adding:
             super().save(*args, **kwargs)
-            if adding:
-                robot_produced.send(sender=Robot, robot=self)
+            return
+        # The version stays locked until the robot is committed: whoever locks it FOR
+        # UPDATE (placing an order for it) either committed before the robot's INSERT, and
+        # the database's triggers on that INSERT see its rows, or waits and sees the robot.
+        with transaction.atomic(using=kwargs.get("using")):
+            Version.lock(self.version_id)
+            super().save(*args, **kwargs)
 
 
 class ApiKey(models.Model):
