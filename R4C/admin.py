@@ -7,7 +7,7 @@ from django.db import router
 
 
 class CountedDeletionMixin:
-    """Delete pages that count what goes or holds ("12,340 robots") instead of listing it.
+    """Delete pages that count what goes or holds ("роботы: 12340") instead of listing it.
 
     Django's page lists every related row, which for a model with years of production is
     a page of thousands of links that nobody reads.
@@ -26,7 +26,7 @@ class CountedDeletionMixin:
             model._meta.verbose_name_plural: len(objects)
             for model, objects in collector.model_objs.items()
         }
-        deleted = [f"{count:,} {name}" for name, count in model_count.items()]
+        deleted = [f"{name}: {count}" for name, count in model_count.items()]
         held = Counter(str(type(obj)._meta.verbose_name_plural) for obj in collector.protected)
-        protected = [f"{count:,} {name}" for name, count in sorted(held.items())]
+        protected = [f"{name}: {count}" for name, count in sorted(held.items())]
         return deleted, model_count, perms_needed, protected

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import translation
 from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 
@@ -62,6 +63,26 @@ def allow_methods(*methods: str) -> Callable:
         return inner
 
     return decorator
+
+
+def in_english(view: Callable) -> Callable:
+    """The API speaks English, Django's own validation messages included, whatever
+    LANGUAGE_CODE gives the pages that people read."""
+
+    @wraps(view)
+    def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        with translation.override("en"):
+            return view(request, *args, **kwargs)
+
+    return inner
+
+
+def prefers_html(request: HttpRequest) -> bool:
+    """Does the client rank a page above JSON, as browsers do (`text/html,...,*/*;q=0.8`)?
+
+    curl and API clients send `*/*`, JSON or nothing, and get JSON.
+    """
+    return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
 
 
 def form_problem(form: Form, detail: str) -> JsonResponse:

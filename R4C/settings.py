@@ -197,7 +197,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The pages people read (the order page, the admin) are in Russian, with 24-hour times; the
+# API speaks English (R4C.http.in_english).
+LANGUAGE_CODE = "ru"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 if TIME_ZONE not in zoneinfo.available_timezones():
     raise ImproperlyConfigured(

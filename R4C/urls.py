@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from R4C import views
+from robots.views import report_page
 
 urlpatterns = [
+    # Before the admin's own URLs, which would answer it with a 404.
+    path("admin/report/", report_page, name="report"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("", include("robots.urls")),

@@ -29,10 +29,13 @@ def normalize_address(raw: str) -> tuple[str, str]:
 
 class Customer(models.Model):
     # As first given, normalised: `Ann@Example.com` is stored as `Ann@example.com`.
-    email = models.EmailField(max_length=254)
+    email = models.EmailField("адрес", max_length=254)
     # The mailbox: `ann@example.com` whatever case or Unicode form it was written in.
     email_key = models.CharField(max_length=254, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "покупатель", "покупатели"
 
     def __str__(self) -> str:
         return self.email

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.text import Truncator
 
 from orders.forms import AddressField, SerialField
 from orders.models import Arrival, Order
@@ -20,15 +21,8 @@ class PlaceOrderForm(forms.ModelForm):
 
 @admin.register(Order)
 class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
-    list_display = [
-        "customer",
-        "robot_serial",
-        "notice",
-        "attempts",
-        "next_attempt_at",
-        "notified_at",
-        "short_error",
-    ]
+    # Fits a laptop's screen: when to retry and how often it failed are on the order's page.
+    list_display = ["customer", "robot_serial", "notice", "notified_at", "short_error"]
     list_filter = ["notice"]
     search_fields = ["customer__email_key", "robot_serial"]
     list_select_related = ["customer"]
@@ -52,9 +46,9 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
             form.cleaned_data["email"], form.cleaned_data["serial"]
         )
         if not created:
-            self.message_user(request, f"{order} was placed again.", messages.INFO)
+            self.message_user(request, f"Заказ повторён: {order}.", messages.INFO)
         if in_stock:
-            self.message_user(request, "The robot is in stock: the notice is queued.")
+            self.message_user(request, "Робот в наличии: письмо поставлено в очередь.")
         return order
 
     def save_model(self, request, obj, form, change):
@@ -63,14 +57,14 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         pass
 
-    @admin.display(description="last error")
+    @admin.display(description="последняя ошибка")
     def short_error(self, order: Order) -> str:
-        return order.last_error[:80]
+        return Truncator(order.last_error).chars(40)
 
-    @admin.action(description="Retry the selected failed notices now")
+    @admin.action(description="Отправить выбранные неудавшиеся письма снова")
     def retry_now(self, request, queryset):
         count = retry_failed_now(queryset)
-        self.message_user(request, f"{count} notice(s) queued again.", messages.SUCCESS)
+        self.message_user(request, f"Писем снова в очереди: {count}.", messages.SUCCESS)
 
 
 @admin.register(Arrival)

@@ -26,24 +26,26 @@ NOTICE_CHANNEL = "r4c_notices"
 class Notice(models.TextChoices):
     """Where an order's notice stands."""
 
-    WAITING = "waiting", "waiting for a robot"
-    DUE = "due", "due"  # to send from next_attempt_at on
-    SENDING = "sending", "sending"  # claimed by a worker until claimed_until
-    SENT = "sent", "sent"  # accepted by the mail server at notified_at
-    FAILED = "failed", "failed"  # rejected for good; last_error says why
+    WAITING = "waiting", "ждёт робота"
+    DUE = "due", "к отправке"  # to send from next_attempt_at on
+    SENDING = "sending", "отправляется"  # claimed by a worker until claimed_until
+    SENT = "sent", "отправлено"  # accepted by the mail server at notified_at
+    FAILED = "failed", "не доставлено"  # rejected for good; last_error says why
 
 
 class Order(models.Model):
     """A customer waits for a robot of a serial and wants one e-mail when it is in stock."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="orders", verbose_name="покупатель"
+    )
     # PROTECT: a version that orders go by cannot be deleted (nor renamed: see CatalogEntry).
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="orders")
-    robot_serial = models.CharField(max_length=5, editable=False)
+    robot_serial = models.CharField("робот", max_length=5, editable=False)
     placed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    notice = models.CharField(max_length=7, choices=Notice, default=Notice.WAITING)
+    notice = models.CharField("письмо", max_length=7, choices=Notice, default=Notice.WAITING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # The worker sending this notice, and until when; past that, another may take it.
@@ -52,13 +54,14 @@ class Order(models.Model):
     # Placed again while its notice was in flight: one more notice goes after that one.
     placed_again = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
-    notified_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField("отправлено", null=True, blank=True)
     # Notices sent on `sent_on` (the factory's date): NOTICE_DAILY_CAP bounds them, so that
     # placing an order again and again cannot turn R4C against the address's owner.
     sent_on = models.DateField(null=True, blank=True, editable=False)
     sent_that_day = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
+        verbose_name, verbose_name_plural = "заказ", "заказы"
         constraints = [
             models.UniqueConstraint(
                 fields=["customer", "version"], name="one_order_per_customer_and_version"
@@ -155,6 +158,9 @@ class Arrival(models.Model):
 
     serial = models.CharField(max_length=5)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "поступление", "поступления"
 
     def __str__(self) -> str:
         return f"{self.serial} produced"

@@ -2,26 +2,52 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
-from django.views.decorators.csrf import csrf_exempt
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from orders.forms import OrderForm
 from orders.models import Order, RateCounter
-from R4C.http import allow_methods, client_address, form_problem, problem
+from R4C.http import allow_methods, client_address, form_problem, in_english, prefers_html, problem
+from robots.models import Version
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MINUTE, TEN_MINUTES = timedelta(minutes=1), timedelta(minutes=10)
 
+# What the order page says beside a field, by the field and the kind of error: the API's
+# English messages are for programs.
+PAGE_ERRORS = {
+    ("email", "required"): "Укажите адрес электронной почты.",
+    ("email", None): "На этот адрес нельзя отправить письмо. Проверьте его: ivan@example.com.",
+    ("robot-serial", "required"): "Выберите робота.",
+    ("robot-serial", None): "Такого робота нет в каталоге.",
+}
 
-@csrf_exempt  # no cookies or other ambient credentials are involved
+
+@allow_methods("GET", "HEAD")
+def index(request: HttpRequest) -> HttpResponse:
+    """The catalog as a customer sees it, and the form to order a robot."""
+    serial = request.GET.get("serial", "")
+    return _order_page(request, OrderForm(initial={"robot-serial": serial}))
+
+
+@csrf_exempt  # API clients send no cookies; pages are protected below (_place_from_page)
 @allow_methods("POST")
-def create_order(request: HttpRequest) -> JsonResponse:
+def create_order(request: HttpRequest) -> HttpResponse:
+    if prefers_html(request):
+        return _place_from_page(request)
+    return _place_from_api(request)
+
+
+@in_english
+def _place_from_api(request: HttpRequest) -> JsonResponse:
     if request.content_type not in FORM_TYPES:
         return problem(415, "Send the order as form data (multipart/form-data or urlencoded).")
-    limit = settings.ORDER_LIMIT_PER_CLIENT
-    if limit and (wait := RateCounter.hit(f"client:{client_address(request)}", limit, MINUTE)):
-        detail = f"At most {limit} orders a minute from one address; wait."
+    if wait := _client_limited(request):
+        detail = (
+            f"At most {settings.ORDER_LIMIT_PER_CLIENT} orders a minute from one address; wait."
+        )
         return problem(429, detail, retry_after=wait)
     try:
         form = OrderForm(request.POST)
@@ -35,9 +61,8 @@ def create_order(request: HttpRequest) -> JsonResponse:
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
-    limit = settings.ORDER_LIMIT_PER_EMAIL
-    email = form.cleaned_data["email"]
-    if limit and (wait := RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)):
+    if wait := _address_limited(form):
+        limit = settings.ORDER_LIMIT_PER_EMAIL
         detail = f"At most {limit} orders in 10 minutes for one e-mail address."
         return problem(429, detail, retry_after=wait)
 
@@ -56,3 +81,65 @@ def create_order(request: HttpRequest) -> JsonResponse:
         },
         status=201 if created else 200,
     )
+
+
+@csrf_protect  # a browser carries cookies: a page elsewhere must not post in its name
+def _place_from_page(request: HttpRequest) -> HttpResponse:
+    """A browser's form post: the confirmation page, or the form again with its errors."""
+    if wait := _client_limited(request):
+        return _too_many(request, wait)
+    try:
+        form = OrderForm(request.POST)
+        valid = form.is_valid()
+    except (
+        RequestDataTooBig,
+        BadRequest,
+        MultiPartParserError,
+        SuspiciousOperation,
+        LookupError,
+        UnicodeError,
+    ):
+        return _order_page(request, OrderForm(), status=400)
+    if not valid:
+        errors = {
+            field: PAGE_ERRORS.get((field, errors.data[0].code), PAGE_ERRORS[(field, None)])
+            for field, errors in form.errors.items()
+            if (field, None) in PAGE_ERRORS
+        }
+        return _order_page(request, form, errors, status=400)
+    if wait := _address_limited(form):
+        return _too_many(request, wait)
+    email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
+    order, created, in_stock = Order.place(email, version)
+    context = {"email": email, "serial": order.robot_serial, "in_stock": in_stock}
+    return render(request, "orders/placed.html", context, status=201 if created else 200)
+
+
+def _order_page(request, form: OrderForm, errors=None, status: int = 200) -> HttpResponse:
+    context = {
+        "catalog": Version.catalog(),
+        "form": form,
+        "chosen": str(form["robot-serial"].value() or "").upper(),
+        # Templates cannot read a key with a hyphen.
+        "errors": {field.replace("-", "_"): error for field, error in (errors or {}).items()},
+    }
+    return render(request, "orders/index.html", context, status=status)
+
+
+def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
+    response = render(request, "orders/too_many.html", {"minutes": -(-wait // 60)}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _client_limited(request: HttpRequest) -> int:
+    """Seconds until this client may order again (0: now); counts this request."""
+    limit = settings.ORDER_LIMIT_PER_CLIENT
+    return limit and RateCounter.hit(f"client:{client_address(request)}", limit, MINUTE)
+
+
+def _address_limited(form: OrderForm) -> int:
+    """Seconds until the form's address may be ordered for again (0: now); counts it."""
+    limit = settings.ORDER_LIMIT_PER_EMAIL
+    email = form.cleaned_data["email"]
+    return limit and RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from R4C.http import problem
+from R4C.http import prefers_html, problem
 from robots.models import ApiKey
 
 
@@ -30,7 +30,7 @@ def require_key(*, or_staff: bool = False) -> Callable:
                     return view(request, *args, **kwargs)
             elif or_staff and request.user.is_active and request.user.is_staff:
                 return view(request, *args, **kwargs)
-            elif or_staff and _prefers_html(request):
+            elif or_staff and prefers_html(request):
                 login = f"/admin/login/?{urlencode({'next': request.get_full_path()})}"
                 return HttpResponseRedirect(login)
             response = problem(
@@ -45,8 +45,3 @@ def require_key(*, or_staff: bool = False) -> Callable:
         return inner
 
     return decorator
-
-
-def _prefers_html(request: HttpRequest) -> bool:
-    # Browsers name text/html; curl and API clients send */* or nothing, and get the 401.
-    return "text/html" in request.headers.get("Accept", "")

@@ -1,37 +1,69 @@
 from django.contrib import admin, messages
+from django.db.models import Count, Prefetch
 from django.utils import timezone
 
 from R4C.admin import CountedDeletionMixin
 from robots.models import ApiKey, Model, Robot, Version
 
+# The admin's home page leads to the weekly report (robots/views.py: report_page).
+admin.site.index_template = "admin/r4c_index.html"
+admin.site.site_header = admin.site.site_title = "R4C"
+
 
 class VersionInline(admin.TabularInline):
     model = Version
     extra = 1
+    fields = ["name", "robot_count"]
+    readonly_fields = ["robot_count"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(robot_count=Count("robots"))
+
+    @admin.display(description="произведено роботов")
+    def robot_count(self, version: Version) -> int:
+        return getattr(version, "robot_count", 0)
 
 
 @admin.register(Model)
 class ModelAdmin(CountedDeletionMixin, admin.ModelAdmin):
-    list_display = ["name", "version_names"]
+    list_display = ["name", "versions_and_robots"]
     search_fields = ["name"]
     inlines = [VersionInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("versions")
+        versions = Version.objects.annotate(robot_count=Count("robots")).order_by("name")
+        return super().get_queryset(request).prefetch_related(Prefetch("versions", versions))
 
-    @admin.display(description="versions")
-    def version_names(self, obj: Model) -> str:
-        return ", ".join(version.name for version in obj.versions.all())
+    @admin.display(description="версии (произведено роботов)")
+    def versions_and_robots(self, obj: Model) -> str:
+        return ", ".join(f"{v.name} ({v.robot_count})" for v in obj.versions.all())
 
 
 @admin.register(Robot)
 class RobotAdmin(CountedDeletionMixin, admin.ModelAdmin):
+    """Produced robots are the factory's records: only a superuser may add, change or
+    delete one by hand; other staff see them."""
+
     list_display = ["serial", "created"]
     list_filter = ["model"]
     date_hierarchy = "created"
     search_fields = ["serial"]
     ordering = ["-created"]
     list_select_related = ["model", "version"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "version":  # labelled R2-A1: the model's name is in each label
+            kwargs["queryset"] = Version.objects.select_related("model")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
 
 
 @admin.register(ApiKey)
@@ -52,12 +84,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if secret:
             self.message_user(
                 request,
-                f"The key for {obj.name}: {obj.text(secret)} — copy it now; it is not shown "
-                "again. Send it as Authorization: Bearer <key>.",
+                f"Ключ для «{obj.name}»: {obj.text(secret)} — скопируйте его сейчас, больше "
+                "он не будет показан. Его посылают в заголовке Authorization: Bearer <ключ>.",
                 messages.WARNING,
             )
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Отозвать выбранные ключи")
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
+        self.message_user(request, f"Отозвано ключей: {count}.", messages.SUCCESS)

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class RobotsConfig(AppConfig):
     name = "robots"
-    verbose_name = "Robots"
+    verbose_name = "Роботы"

@@ -104,10 +104,11 @@ class CatalogEntry(models.Model):
             return
         users = self.users()
         if users:
-            said = ", ".join(f"{count:,} {what}" for what, count in users)
+            said = ", ".join(f"{what}: {count}" for what, count in users)
             old = type(self)._base_manager.get(pk=self.pk)
+            # Said to a manager in the admin, in the admin's language.
             raise ValidationError(
-                {"name": f"{old} cannot be renamed: {said} go by it."}, code="in_use"
+                {"name": f"{old} нельзя переименовать: это имя носят {said}."}, code="in_use"
             )
 
     def clean(self) -> None:
@@ -120,10 +121,11 @@ class CatalogEntry(models.Model):
 
 
 class Model(CatalogEntry):
-    name = NameField(unique=True)
+    name = NameField("название", unique=True)
     NAMED_BY = ("name",)
 
     class Meta:
+        verbose_name, verbose_name_plural = "модель", "модели"
         ordering = ["name"]
         constraints = [catalog_name_constraint("model_name_is_two_letters_or_digits")]
 
@@ -138,12 +140,15 @@ class Model(CatalogEntry):
 
 
 class Version(CatalogEntry):
-    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
-    name = NameField()
+    model = models.ForeignKey(
+        Model, on_delete=models.PROTECT, related_name="versions", verbose_name="модель"
+    )
+    name = NameField("версия")
     # Moving a version to another model changes its serial just as renaming it does.
     NAMED_BY = ("model_id", "name")
 
     class Meta:
+        verbose_name, verbose_name_plural = "версия", "версии"
         ordering = ["model__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["model", "name"], name="unique_version_per_model"),
@@ -152,6 +157,12 @@ class Version(CatalogEntry):
 
     def __str__(self) -> str:
         return self.serial
+
+    @classmethod
+    def catalog(cls) -> models.QuerySet["Version"]:
+        """Every version with its model, each with `in_stock`: is a robot of it produced?"""
+        produced = Robot.objects.filter(version=models.OuterRef("pk"))
+        return cls.objects.select_related("model").annotate(in_stock=models.Exists(produced))
 
     @classmethod
     def lock(cls, pk: int) -> None:
@@ -205,12 +216,13 @@ class Robot(models.Model):
     # production history never loses rows or names silently.
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="robots")
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="robots")
-    serial = models.CharField(max_length=5, editable=False)
-    created = models.DateTimeField()
+    serial = models.CharField("серия", max_length=5, editable=False)
+    created = models.DateTimeField("произведён")
 
     objects = RobotManager()
 
     class Meta:
+        verbose_name, verbose_name_plural = "робот", "роботы"
         indexes = [
             # The weekly report: robots produced since a moment, counted by serial from
             # the index alone.
@@ -255,7 +267,7 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "API key"
+        verbose_name, verbose_name_plural = "API-ключ", "API-ключи"
 
     def __str__(self) -> str:
         return self.name

@@ -13,6 +13,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
+from openpyxl.styles.fonts import DEFAULT_FONT
 from openpyxl.worksheet.worksheet import Worksheet
 
 from robots.models import Robot
@@ -21,12 +22,43 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "robots_list.xlsx"
 HEADER = ("Модель", "Версия", "Количество за неделю")
+NO_PRODUCTION = "За эту неделю роботы не производились."
 COLUMN_WIDTHS = (10, 10, 24)
+# The data's own font, bold: a bold Font without a name renders in another typeface.
+HEADER_FONT = Font(
+    name=DEFAULT_FONT.name,
+    sz=DEFAULT_FONT.sz,
+    family=DEFAULT_FONT.family,
+    scheme=DEFAULT_FONT.scheme,
+    bold=True,
+)
+# Printed, a sheet is its table and its chart (anchored at E2) on one landscape A4 page.
+PRINT_AREA_COLUMNS = "A:N"
+PRINT_AREA_MIN_ROWS = 18
+
+Window = tuple[datetime, datetime]
 
 
 def get_difference_datetime_from_today(days: int = 7, now: datetime | None = None) -> datetime:
     """The start of a window of `days` × 24 hours that ends now (an aware datetime)."""
     return (now or timezone.now()) - timedelta(days=days)
+
+
+def weekly_window(now: datetime | None = None) -> Window:
+    """The report's window: the 7 × 24 hours that end now."""
+    now = now or timezone.now()
+    return get_difference_datetime_from_today(days=7, now=now), now
+
+
+def robots_in(window: Window) -> QuerySet[Robot]:
+    start, end = window
+    return Robot.objects.filter(created__gte=start, created__lte=end)
+
+
+def describe_window(window: Window) -> str:
+    """The window as the director reads it, in the factory's time zone."""
+    start, end = (timezone.localtime(moment).strftime("%d.%m.%Y %H:%M") for moment in window)
+    return f"Неделя: с {start} по {end} ({timezone.get_current_timezone_name()})"
 
 
 def count_by_serial(robots: QuerySet[Robot]) -> list[tuple[str, int]]:
@@ -40,9 +72,12 @@ def count_by_serial(robots: QuerySet[Robot]) -> list[tuple[str, int]]:
     return [(row["serial"], row["count"]) for row in rows]
 
 
-def create_production_list(robots: QuerySet[Robot]) -> bytes:
-    """Build the report for the selection, keep a copy in production_list/, return its bytes."""
-    content = render_production_list(count_by_serial(robots))
+def create_production_list(robots: QuerySet[Robot], window: Window | None = None) -> bytes:
+    """Build the report for the selection, keep a copy in production_list/, return its bytes.
+
+    With `window`, each sheet says which week it covers.
+    """
+    content = render_production_list(count_by_serial(robots), window)
     try:
         _write_atomically(settings.PRODUCTION_LIST_DIR, REPORT_NAME, content)
     except OSError as error:
@@ -53,28 +88,39 @@ def create_production_list(robots: QuerySet[Robot]) -> bytes:
     return content
 
 
-def render_production_list(counts: list[tuple[str, int]]) -> bytes:
-    """The workbook for (serial, count) rows ordered by serial, as .xlsx bytes."""
+def render_production_list(counts: list[tuple[str, int]], window: Window | None = None) -> bytes:
+    """The workbook for (serial, count) rows ordered by serial, as .xlsx bytes.
+
+    Every sheet is the header row and one row per version (what readers of the report rely
+    on); the window, when given, is in the chart's title, in the printed page's header and,
+    on the sheet of a week without production, in its one line.
+    """
     workbook = Workbook()
     workbook.remove(workbook.active)
     for model, rows in groupby(counts, key=lambda row: row[0].split("-", 1)[0]):
-        sheet = _new_sheet(workbook, model)
+        sheet = _new_sheet(workbook, model, window)
         for serial, count in rows:
             _append_text_row(sheet, model, serial.split("-", 1)[1], count)
-        _add_chart(sheet, model)
+        _add_chart(sheet, model, window)
+        _set_up_printing(sheet)
     if not counts:
-        sheet = _new_sheet(workbook, "Нет производства")
-        sheet.append(["За эту неделю роботы не производились."])
+        sheet = _new_sheet(workbook, "Нет производства", window)
+        sheet.append(
+            [f"{describe_window(window)}: роботы не производились." if window else NO_PRODUCTION]
+        )
+        _set_up_printing(sheet)
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
 
 
-def _new_sheet(workbook: Workbook, title: str) -> Worksheet:
+def _new_sheet(workbook: Workbook, title: str, window: Window | None) -> Worksheet:
     sheet = workbook.create_sheet(title=title)
     sheet.append(HEADER)
     for cell in sheet[1]:
-        cell.font = Font(bold=True)
+        cell.font = HEADER_FONT
+    if window:
+        sheet.oddHeader.center.text = describe_window(window)
     sheet.freeze_panes = "A2"
     for letter, width in zip("ABC", COLUMN_WIDTHS, strict=True):
         sheet.column_dimensions[letter].width = width
@@ -88,9 +134,10 @@ def _append_text_row(sheet: Worksheet, model: str, version: str, count: int) -> 
         cell.data_type = "s"
 
 
-def _add_chart(sheet: Worksheet, model: str) -> None:
+def _add_chart(sheet: Worksheet, model: str, window: Window | None) -> None:
     chart = BarChart()
-    chart.title = f"{model}: {HEADER[2].lower()}"
+    title = f"{model}: {HEADER[2].lower()}"
+    chart.title = f"{title}\n{describe_window(window)}" if window else title
     chart.y_axis.title = "Роботов"
     chart.x_axis.title = HEADER[1]
     chart.legend = None
@@ -104,6 +151,16 @@ def _add_chart(sheet: Worksheet, model: str) -> None:
     chart.add_data(Reference(sheet, min_col=3, min_row=1, max_row=last), titles_from_data=True)
     chart.set_categories(Reference(sheet, min_col=2, min_row=2, max_row=last))
     sheet.add_chart(chart, "E2")
+
+
+def _set_up_printing(sheet: Worksheet) -> None:
+    sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 1
+    first, last = PRINT_AREA_COLUMNS.split(":")
+    sheet.print_area = f"{first}1:{last}{max(sheet.max_row, PRINT_AREA_MIN_ROWS)}"
 
 
 def _write_atomically(folder, name: str, content: bytes) -> None:

@@ -1,16 +1,26 @@
 import hashlib
 import json
 
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from R4C.http import allow_methods, form_problem, problem
+from R4C.http import allow_methods, form_problem, in_english, problem
 from robots.access import require_key
 from robots.forms import CREATED_FORMAT, RobotForm
 from robots.models import IdempotentAnswer, Robot
-from robots.utils import REPORT_NAME, create_production_list, get_difference_datetime_from_today
+from robots.utils import (
+    REPORT_NAME,
+    count_by_serial,
+    create_production_list,
+    describe_window,
+    robots_in,
+    weekly_window,
+)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -22,6 +32,7 @@ ROBOT_FIELDS = ("model", "version", "created")
 @csrf_exempt  # machine clients with no cookies: the API key is the credential
 @allow_methods("POST")
 @require_key()
+@in_english
 def add_robot(request: HttpRequest) -> JsonResponse:
     if request.content_type != "application/json":
         return problem(
@@ -131,11 +142,47 @@ def robot_json(robot: Robot) -> dict:
 @csrf_exempt  # so that a POST gets the 405 below, not a CSRF page: this view only reads
 @allow_methods("GET", "HEAD")
 @require_key(or_staff=True)
+@in_english
 def download_production_list(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    robots = Robot.objects.filter(
-        created__gte=get_difference_datetime_from_today(days=7, now=now), created__lte=now
-    )
-    response = HttpResponse(create_production_list(robots), content_type=XLSX)
+    window = weekly_window()
+    response = HttpResponse(create_production_list(robots_in(window), window), content_type=XLSX)
     response["Content-Disposition"] = f'attachment; filename="{REPORT_NAME}"'
     return response
+
+
+# The report page's bar chart: an SVG drawn by the template (no script, no inline style).
+BAR_HEIGHT, BAR_GAP, LABEL_WIDTH, BARS_WIDTH = 22, 8, 70, 420
+
+
+@staff_member_required
+@allow_methods("GET", "HEAD")
+def report_page(request: HttpRequest) -> HttpResponse:
+    """The weekly report for a manager in the admin: its window and counts, then the file."""
+    window = weekly_window()
+    counts = count_by_serial(robots_in(window))
+    most = max((count for _, count in counts), default=0)
+    bars = [
+        {
+            "serial": serial,
+            "count": count,
+            "y": index * (BAR_HEIGHT + BAR_GAP),
+            "text_y": index * (BAR_HEIGHT + BAR_GAP) + round(BAR_HEIGHT * 0.7),
+            "width": max(1, round(BARS_WIDTH * count / most)),
+        }
+        for index, (serial, count) in enumerate(counts)
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Еженедельный отчёт о производстве",
+        "window": describe_window(window),
+        "counts": counts,
+        "total": sum(count for _, count in counts),
+        "bars": bars,
+        "chart": {
+            "height": len(bars) * (BAR_HEIGHT + BAR_GAP),
+            "width": LABEL_WIDTH + BARS_WIDTH + 60,
+            "label_width": LABEL_WIDTH,
+            "bar_height": BAR_HEIGHT,
+        },
+    }
+    return render(request, "admin/robots/report.html", context)

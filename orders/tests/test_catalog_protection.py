@@ -34,7 +34,7 @@ class CatalogProtectionTests(TestCase):
             f"/admin/robots/model/{d2.model_id}/change/",
             self.model_form(d2.model, [(d2, "D3"), (a1, "A1")]),
         )
-        self.assertContains(response, "R2-D2 cannot be renamed: 2 orders go by it.")
+        self.assertContains(response, "R2-D2 нельзя переименовать: это имя носят заказы: 2.")
         d2.name = "D3"
         with self.assertRaises(ValidationError):
             d2.save()  # a shell cannot either
@@ -49,7 +49,7 @@ class CatalogProtectionTests(TestCase):
         response = self.client.post(
             f"/admin/robots/model/{d2.model_id}/change/", form | {"versions-0-DELETE": "on"}
         )
-        self.assertContains(response, "would require deleting the following protected")
+        self.assertContains(response, "требовать удаления следующих связанных объектов")
         with self.assertRaises(ProtectedError):
             d2.delete()
 

@@ -313,7 +313,7 @@ class DeliveryTests(NoticeTestCase):
             {"action": "retry_now", "_selected_action": [order.pk]},
             follow=True,
         )
-        self.assertContains(response, "1 notice(s) queued again.")
+        self.assertContains(response, "Писем снова в очереди: 1.")
         with smtp_server() as server:
             drain()
         self.assertEqual(server.recipients(), ["gone@example.com"])

@@ -91,7 +91,9 @@ class ApiKeyTests(ProblemAssertions, TestCase):
     def test_the_admin_shows_a_new_key_once_and_revokes_keys(self):
         self.client.force_login(User.objects.create_superuser("boss", "b@r4c.test", "pw"))
         response = self.client.post("/admin/robots/apikey/add/", {"name": "line 5"}, follow=True)
-        [message] = [str(m) for m in response.context["messages"] if "copy it now" in str(m)]
+        [message] = [
+            str(m) for m in response.context["messages"] if "скопируйте его сейчас" in str(m)
+        ]
         key = message.split(": ", 1)[1].split(" ", 1)[0]
         self.assertEqual(self.post(f"Bearer {key}").status_code, 201)
 

@@ -64,11 +64,11 @@ class CatalogAdminTests(TestCase):
         Robot.objects.create(model=r2, version=d2, created=datetime(2023, 10, 3, tzinfo=UTC))
 
         response = self.client.post(f"/admin/robots/model/{r2.pk}/delete/", {"post": "yes"})
-        self.assertContains(response, "would require deleting the following protected related")
+        self.assertContains(response, "удаления следующих защищённых объектов")
         response = self.client.post(
             f"/admin/robots/model/{r2.pk}/change/", self.model_form("R3", ["D2"], [d2.pk])
         )
-        self.assertContains(response, "cannot be renamed")
+        self.assertContains(response, "нельзя переименовать")
 
         self.assertEqual(Model.objects.get().name, "R2")
         self.assertEqual(Robot.objects.get().serial, "R2-D2")
@@ -97,6 +97,6 @@ class CatalogAdminTests(TestCase):
 
         response = self.client.get(f"/admin/robots/model/{r2.pk}/delete/")
 
-        self.assertContains(response, "1,500 robots")
+        self.assertContains(response, "роботы: 1500")
         first = Robot.objects.order_by("pk").first()
         self.assertNotContains(response, f"/admin/robots/robot/{first.pk}/")  # no list

@@ -41,10 +41,14 @@ class CatalogNameTests(TestCase):
         Robot.objects.create(model=r2, version=d2, created=datetime(2023, 10, 3, tzinfo=UTC))
 
         d2.name = "D3"
-        with self.assertRaisesMessage(ValidationError, "R2-D2 cannot be renamed: 1 robots"):
+        with self.assertRaisesMessage(
+            ValidationError, "R2-D2 нельзя переименовать: это имя носят роботы: 1"
+        ):
             d2.save()
         r2.name = "R3"
-        with self.assertRaisesMessage(ValidationError, "R2 cannot be renamed: 1 robots"):
+        with self.assertRaisesMessage(
+            ValidationError, "R2 нельзя переименовать: это имя носят роботы: 1"
+        ):
             r2.save()
         d2.refresh_from_db()
         d2.model = Model.objects.create(name="X5")  # moving it changes its serial too

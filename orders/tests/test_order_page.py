@@ -1,0 +1,88 @@
+"""`/` and a browser's form post to /create_order/, next to the API on the same URL."""
+
+from django.test import Client, TestCase, override_settings
+
+from orders.models import Order
+from R4C.tests.world import catalog, produce
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+class OrderPageTests(TestCase):
+    def setUp(self):
+        catalog()
+        # As a browser: cookies, and the CSRF check that protects them.
+        self.browser = Client(enforce_csrf_checks=True, HTTP_ACCEPT=BROWSER)
+
+    def post_form(self, email="ann@example.com", serial="R2-D2"):
+        page = self.browser.get("/")
+        token = page.context["csrf_token"]
+        data = {"email": email, "robot-serial": serial, "csrfmiddlewaretoken": token}
+        return self.browser.post("/create_order/", data)
+
+    def test_the_home_page_lists_the_catalog_with_what_is_in_stock(self):
+        produce("R2-D2")
+
+        response = self.browser.get("/")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, '<html lang="ru">')
+        self.assertContains(response, 'id="robot-R2-D2"')
+        stock = {v.serial: v.in_stock for v in response.context["catalog"]}
+        self.assertEqual(stock, {"13-XS": False, "R2-A1": False, "R2-D2": True})
+        self.assertContains(response, "В наличии", count=1)
+        self.assertContains(response, 'name="robot-serial"')
+        # Under the strict Content Security Policy: no inline style or script to allow.
+        self.assertIn("style-src 'self'", response["Content-Security-Policy"])
+        self.assertNotContains(response, "style=")
+        self.assertNotContains(response, "<script")
+
+    def test_a_link_from_the_catalog_chooses_the_robot_in_the_form(self):
+        response = self.browser.get("/?serial=r2-a1")
+
+        self.assertContains(response, '<option value="R2-A1" selected>', html=False)
+
+    def test_a_browser_s_order_gets_a_confirmation_page(self):
+        response = self.post_form()
+
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(response["Content-Type"], "text/html; charset=utf-8")
+        self.assertContains(response, "Заказ принят", status_code=201)
+        self.assertContains(response, "сейчас нет в наличии", status_code=201)
+        self.assertEqual(Order.objects.get().robot_serial, "R2-D2")
+
+    def test_a_wrong_form_comes_back_with_its_errors_and_nothing_is_written(self):
+        response = self.post_form(email="not an address", serial="R9-Z9")
+
+        self.assertContains(response, 'id="email-error"', status_code=400)
+        self.assertContains(response, "Такого робота нет в каталоге.", status_code=400)
+        self.assertContains(response, 'value="not an address"', status_code=400)
+        self.assertFalse(Order.objects.exists())
+
+    def test_a_browser_s_post_without_the_csrf_token_is_refused(self):
+        response = self.browser.post(
+            "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+        )
+
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(Order.objects.exists())
+
+    def test_api_clients_still_get_json_and_need_no_token(self):
+        for accept in ["*/*", "application/json", None]:
+            with self.subTest(accept=accept):
+                headers = {"HTTP_ACCEPT": accept} if accept else {}
+                client = Client(enforce_csrf_checks=True, **headers)
+                response = client.post("/create_order/", {"robot-serial": "R2-D2"})
+
+                self.assertEqual(response.status_code, 400)
+                # English for programs, whatever language the pages speak.
+                self.assertEqual(response.json()["errors"], {"email": ["This field is required."]})
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=1)
+    def test_too_many_orders_from_a_browser_get_a_page_that_says_when_to_retry(self):
+        self.post_form()
+        response = self.post_form(email="bob@example.com")
+
+        self.assertContains(response, "Слишком много заказов", status_code=429)
+        self.assertLessEqual(int(response["Retry-After"]), 60)
+        self.assertEqual(Order.objects.count(), 1)
