@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run serve test bench format
+.PHONY: run serve test bench format browser
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -55,13 +55,23 @@ serve: $(VENV)/.runtime
 		--access-logfile - --graceful-timeout 20 & web=$$!; \
 	wait -n $$web $$worker
 
-# The whole suite, on SQLite, or on the database DATABASE_URL names.
+# What the browser tests drive, from Debian's packages: Chromium, its WebDriver, and
+# LibreOffice's spreadsheet to print the report (installed once, as root or through sudo).
+BROWSER_PACKAGES := chromium chromium-driver libreoffice-calc-nogui
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	command -v soffice >/dev/null || { \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	$$sudo apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
+
+# The whole suite, on SQLite, or on the database DATABASE_URL names; browser tests included.
 test: export SECRET_KEY ?= test-only-not-secret
 test: export HTTPS ?= false
 test: export API_KEYS_REQUIRED ?= false
 test: export ORDER_LIMIT_PER_CLIENT ?= 0
 test: export ORDER_LIMIT_PER_EMAIL ?= 0
-test: $(VENV)/.dev
+test: $(VENV)/.dev browser
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,79 @@
+"""Debian's Chromium, driven through chromium-driver, for tests of the pages people use.
+
+`make test` installs both (packages chromium and chromium-driver); a missing browser fails
+the tests that need it instead of skipping them.
+"""
+
+import base64
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Where the tests leave a screenshot of each page (CI keeps them as artifacts; the README's
+# pictures are copies of them).
+SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+
+
+class Browser:
+    """One headless Chromium with a profile and a download folder of its own."""
+
+    def __init__(self, width: int = 1280, height: int = 900):
+        self.profile = tempfile.TemporaryDirectory()
+        self.downloads = Path(self.profile.name) / "downloads"
+        self.downloads.mkdir()
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        # As root, with no GPU and a closed network: no sandbox, and no background calls
+        # to Google's hosts that would only fail.
+        for flag in [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={self.profile.name}/profile",
+            f"--window-size={width},{height}",
+            "--lang=ru",
+        ]:
+            options.add_argument(flag)
+        options.add_experimental_option(
+            "prefs",
+            {
+                "download.default_directory": str(self.downloads),
+                "download.prompt_for_download": False,
+            },
+        )
+        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        self.driver.implicitly_wait(5)
+        self.driver.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(self.downloads)}
+        )
+
+    def wait(self, condition, seconds: float = 10):
+        return WebDriverWait(self.driver, seconds).until(lambda driver: condition())
+
+    def screenshot(self, name: str) -> Path:
+        """The whole page as a PNG in SCREENSHOTS, not just what the window shows."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+        )
+        path = SCREENSHOTS / f"{name}.png"
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        self.driver.quit()
+        self.profile.cleanup()

@@ -1,0 +1,121 @@
+"""A customer orders from `/` in Debian's Chromium, against the live server."""
+
+import json
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.contrib.staticfiles.testing import StaticLiveServerTestCase
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from orders.models import Order
+from R4C.tests.browser import Browser
+from R4C.tests.world import catalog
+
+
+class OrderPageInBrowserTests(StaticLiveServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # A phone's width: the page must read without sideways scrolling.
+        cls.browser = Browser(width=412, height=900)
+        cls.driver = cls.browser.driver
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        super().tearDownClass()
+
+    def setUp(self):
+        catalog()
+
+    def order(self, email: str, serial: str) -> None:
+        self.driver.get(f"{self.live_server_url}/")
+        self.driver.find_element(By.ID, "email").send_keys(email)
+        Select(self.driver.find_element(By.ID, "robot-serial")).select_by_value(serial)
+        self.driver.find_element(By.CSS_SELECTOR, "#order button[type=submit]").click()
+
+    def stock_of(self, serial: str) -> str:
+        return self.driver.find_element(By.CSS_SELECTOR, f"#robot-{serial} .stock").text
+
+    def test_a_customer_orders_a_robot_out_of_stock_and_sees_the_confirmation(self):
+        self.driver.get(f"{self.live_server_url}/")
+        self.assertEqual(self.stock_of("R2-D2"), "Нет в наличии")
+        fits = "return document.documentElement.scrollWidth <= window.innerWidth"
+        self.assertTrue(self.driver.execute_script(fits), "the page scrolls sideways on a phone")
+        self.browser.screenshot("catalog")
+
+        self.order("ann@example.com", "R2-D2")
+
+        confirmation = self.driver.find_element(By.ID, "confirmation").text
+        self.assertIn("Заказ принят", confirmation)
+        self.assertIn("сейчас нет в наличии", confirmation)
+        self.assertIn("ann@example.com", confirmation)
+        self.browser.screenshot("order-placed")
+        order = Order.objects.get()
+        self.assertEqual((order.robot_serial, order.notice), ("R2-D2", "waiting"))
+
+    def test_a_wrong_email_shows_the_error_beside_the_field(self):
+        self.order("ann@", "R2-D2")
+
+        error = self.driver.find_element(By.ID, "email-error")
+        self.assertIn("нельзя отправить письмо", error.text)
+        field = self.driver.find_element(By.ID, "email")
+        self.assertEqual(field.get_attribute("aria-describedby"), "email-error")
+        self.assertEqual(field.get_attribute("value"), "ann@")  # kept to correct it
+        # Beside the field: in the email field's own block, right under it.
+        block = error.find_element(By.XPATH, "..")
+        self.assertEqual(block.find_element(By.TAG_NAME, "input").get_attribute("id"), "email")
+        self.browser.screenshot("order-error")
+        self.assertFalse(Order.objects.exists())
+
+    def test_a_robot_posted_to_the_api_then_shows_in_stock(self):
+        body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
+        request = urllib.request.Request(
+            f"{self.live_server_url}/add_robot/",
+            body.encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as response:
+            self.assertEqual(response.status, 201)
+
+        self.driver.get(f"{self.live_server_url}/")
+        self.assertEqual(self.stock_of("R2-D2"), "В наличии")
+        self.assertEqual(self.stock_of("R2-A1"), "Нет в наличии")
+
+        self.order("ann@example.com", "R2-D2")
+        confirmation = self.driver.find_element(By.ID, "confirmation").text
+        self.assertIn("есть в наличии", confirmation)
+        self.assertEqual(Order.objects.get().notice, "due")
+
+    def test_a_form_posted_from_another_site_is_refused(self):
+        target = f"{self.live_server_url}/create_order/"
+        page = (
+            f'<form method="post" action="{target}">'
+            '<input name="email" value="victim@example.com">'
+            '<input name="robot-serial" value="R2-D2">'
+            '<button id="go">Win a robot</button></form>'
+        ).encode()
+
+        class Elsewhere(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+
+        # Another origin (another host name and port) whose page posts the form.
+        self.driver.get(f"http://localhost:{server.server_port}/")
+        self.driver.find_element(By.ID, "go").click()
+
+        self.assertIn("403", self.driver.find_element(By.TAG_NAME, "h1").text)
+        self.browser.screenshot("cross-site-post-refused")
+        self.assertFalse(Order.objects.exists())
