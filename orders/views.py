@@ -102,8 +102,8 @@ def _place_from_page(request: HttpRequest) -> HttpResponse:
         return _order_page(request, OrderForm(), status=400)
     if not valid:
         errors = {
-            field: PAGE_ERRORS.get((field, errors.data[0].code), PAGE_ERRORS[(field, None)])
-            for field, errors in form.errors.items()
+            field: PAGE_ERRORS.get((field, wrong.data[0].code), PAGE_ERRORS[(field, None)])
+            for field, wrong in form.errors.items()
             if (field, None) in PAGE_ERRORS
         }
         return _order_page(request, form, errors, status=400)

@@ -204,11 +204,9 @@ class RobotManager(models.Manager):
         if row is None:
             return None
         pk, model_id, version_id = row
-        produced = Robot(
-            pk=pk, model_id=model_id, version_id=version_id, serial=serial, created=created
-        )
-        produced._state.adding = False
-        return produced
+        # from_db: as if loaded by the ORM, through Model's fast positional path.
+        fields = ["id", "model_id", "version_id", "serial", "created"]
+        return Robot.from_db(None, fields, [pk, model_id, version_id, serial, created])
 
 
 class Robot(models.Model):
@@ -313,7 +311,8 @@ class ApiKey(models.Model):
             row = cursor.fetchone()
         if row is None or not hmac.compare_digest(row[1], cls._digest(secret)):
             return None
-        key = cls(pk=int(pk), name=row[0], digest=row[1])
+        # from_db: as if loaded by the ORM, through Model's fast positional path.
+        key = cls.from_db(None, ["id", "name", "digest"], [int(pk), row[0], row[1]])
         if row[2]:
             cls.objects.filter(pk=key.pk).update(last_used_at=now)
         return key
