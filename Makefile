@@ -71,6 +71,7 @@ test: export HTTPS ?= false
 test: export API_KEYS_REQUIRED ?= false
 test: export ORDER_LIMIT_PER_CLIENT ?= 0
 test: export ORDER_LIMIT_PER_EMAIL ?= 0
+test: export SITE_URL ?= https://r4c.example.com
 test: $(VENV)/.dev browser
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .

@@ -298,6 +298,19 @@ NOTICE_DAILY_CAP = env_number("NOTICE_DAILY_CAP", 3, minimum=1, maximum=1000)
 # SMTP connections one worker sends on at once: a 1 s-per-message server takes 1,000
 # notices in 1,000 / NOTICE_CONNECTIONS seconds.
 NOTICE_CONNECTIONS = env_number("NOTICE_CONNECTIONS", 16, minimum=1, maximum=100)
+# Days a notice that is done with (sent, stopped, failed) is kept before the worker forgets
+# it, with the links in it and a customer left with no order.
+NOTICE_RETENTION_DAYS = env_number("NOTICE_RETENTION_DAYS", 90, minimum=1, maximum=3650)
+
+# Where customers reach R4C: the links in the mail (one-click stop) are made from it. With
+# DEBUG off it must be https://, and the mail worker will not start without it (commands
+# that send no mail need none).
+SITE_URL = env_str("SITE_URL").rstrip("/") or ("http://127.0.0.1:8000" if DEBUG else "")
+if SITE_URL and not DEBUG and not SITE_URL.startswith("https://"):
+    raise ImproperlyConfigured(
+        f"SITE_URL={SITE_URL!r} is not valid: with DEBUG off, use the https:// address "
+        "customers reach R4C at (e.g. https://r4c.example.com); the links in the mail use it."
+    )
 
 _log_level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})
 LOGGING = {

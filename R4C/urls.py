@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from orders.views import demand_page
 from R4C import views
 from robots.views import report_page
 
 urlpatterns = [
     # Before the admin's own URLs, which would answer it with a 404.
     path("admin/report/", report_page, name="report"),
+    path("admin/demand/", demand_page, name="demand"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("", include("robots.urls")),

@@ -1,7 +1,10 @@
 import unicodedata
 
+from django.contrib.admin.models import LogEntry
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
+from django.db.models import Q
+from django.dispatch import Signal
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -27,12 +30,20 @@ def normalize_address(raw: str) -> tuple[str, str]:
     return valid.normalized, valid.ascii_email.lower()
 
 
+# "This customer is being forgotten", with the Customer as `customer`: sent inside the
+# transaction that deletes it, so that apps holding records of it (orders) erase them first.
+# customers knows nothing of who listens.
+customer_forgotten = Signal()
+
+
 class Customer(models.Model):
     # As first given, normalised: `Ann@Example.com` is stored as `Ann@example.com`.
     email = models.EmailField("адрес", max_length=254)
     # The mailbox: `ann@example.com` whatever case or Unicode form it was written in.
     email_key = models.CharField(max_length=254, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Stopped all mail from a notice's one-click link; placing an order again clears it.
+    mail_stopped_at = models.DateTimeField("письма остановлены", null=True, blank=True)
 
     class Meta:
         verbose_name, verbose_name_plural = "покупатель", "покупатели"
@@ -59,3 +70,27 @@ class Customer(models.Model):
         email, key = normalize_address(raw)
         customer, _ = cls.objects.get_or_create(email_key=key, defaults={"email": email})
         return customer
+
+    def forget(self) -> None:
+        """Erase this customer and every record of it, the admin's log included."""
+        with transaction.atomic():
+            customer_forgotten.send(sender=Customer, customer=self)
+            # The log names objects by their __str__ (an order's holds the address) and may
+            # quote changed values: what mentions the mailbox goes with it.
+            mentions = Q(object_repr__icontains=self.email_key) | Q(
+                change_message__icontains=self.email_key
+            )
+            if self.email.lower() != self.email_key:
+                mentions |= Q(object_repr__icontains=self.email)
+            LogEntry.objects.filter(mentions).delete()
+            self.delete()
+
+    @classmethod
+    def forget_address(cls, address: str) -> bool:
+        """Forget the customer whose mailbox `address` names; False if there is none."""
+        _, key = normalize_address(address)
+        customer = cls.objects.filter(email_key=key).first()
+        if customer is None:
+            return False
+        customer.forget()
+        return True

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class OrdersConfig(AppConfig):
     name = "orders"
     verbose_name = "Заказы"
+
+    def ready(self):
+        from orders import checks  # noqa: F401 (registers the deploy check)

@@ -10,13 +10,16 @@ robot in stock, or the robot's INSERT finds the order waiting and leaves an Arri
 database does that itself, with a trigger: see migration 0007_arrival_trigger).
 """
 
+import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
-from customers.models import Customer
+from customers.models import Customer, customer_forgotten
 from robots.models import Robot, Version
 
 # The PostgreSQL channel on which requests wake the worker (see `wake_worker`).
@@ -31,6 +34,7 @@ class Notice(models.TextChoices):
     SENDING = "sending", "отправляется"  # claimed by a worker until claimed_until
     SENT = "sent", "отправлено"  # accepted by the mail server at notified_at
     FAILED = "failed", "не доставлено"  # rejected for good; last_error says why
+    STOPPED = "stopped", "отписка"  # its address stopped mail from a notice's link
 
 
 class Order(models.Model):
@@ -80,6 +84,12 @@ class Order(models.Model):
                 condition=models.Q(notice=Notice.DUE),
                 name="order_notice_due_idx",
             ),
+            # The demand page: per serial, who waits since when and who was notified,
+            # from the index alone.
+            models.Index(
+                fields=["robot_serial", "notice", "placed_at", "notified_at"],
+                name="order_demand_idx",
+            ),
             # The worker: whose lease has run out?
             models.Index(
                 fields=["claimed_until"],
@@ -110,6 +120,9 @@ class Order(models.Model):
         with transaction.atomic():
             Version.lock(version.pk)  # see the module's docstring
             customer = Customer.for_address(email)
+            if customer.mail_stopped_at is not None:
+                # A fresh, explicit request: the address wants mail again.
+                Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
             in_stock = Robot.objects.filter(version=version).exists()
             fresh = Notice.DUE if in_stock else Notice.WAITING
             order, created = cls.objects.get_or_create(
@@ -213,3 +226,97 @@ class RateCounter(models.Model):
     def purge(cls) -> int:
         """Forget windows that ended an hour ago or more (the worker calls this)."""
         return cls.objects.filter(window_start__lt=timezone.now() - timedelta(hours=1)).delete()[0]
+
+
+class StopToken(models.Model):
+    """The secret in one notice's one-click link that stops mail to its address.
+
+    Stored only as its SHA-256: the link is in the mail alone, and nothing R4C answers or
+    stores reveals it. A random 256-bit secret needs no slow hash.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="stop_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "ссылка отписки", "ссылки отписки"
+
+    @staticmethod
+    def _digest(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, customer: Customer) -> str:
+        """A new secret for a link to `customer`; only its hash is kept."""
+        secret = secrets.token_urlsafe(32)
+        cls.objects.create(customer=customer, digest=cls._digest(secret))
+        return secret
+
+    @classmethod
+    def find(cls, secret: str) -> "StopToken | None":
+        if not (secret.isascii() and 20 <= len(secret) <= 100):
+            return None
+        return cls.objects.select_related("customer").filter(digest=cls._digest(secret)).first()
+
+    def stop_mail(self) -> int:
+        """Stop mail to the address: its orders not yet notified are stopped. How many."""
+        with transaction.atomic():
+            Customer.objects.filter(pk=self.customer_id).update(mail_stopped_at=timezone.now())
+            pending = Order.objects.filter(
+                customer_id=self.customer_id, notice__in=[Notice.WAITING, Notice.DUE]
+            )
+            return pending.update(notice=Notice.STOPPED, next_attempt_at=timezone.now())
+
+
+@receiver(customer_forgotten, dispatch_uid="orders.forget_orders")
+def forget_orders(sender, customer: Customer, **kwargs) -> None:
+    """A customer is being forgotten: their orders and rate counters go first."""
+    Order.objects.filter(customer=customer).delete()
+    buckets = {f"email:{customer.email.lower()}", f"email:{customer.email_key}"}
+    RateCounter.objects.filter(bucket__in=buckets).delete()
+
+
+def demand(now=None) -> list[dict]:
+    """What customers wait for, most awaited first: one grouped query over the demand index.
+
+    Per serial: `waiting` customers, the `oldest` waiting placing, `notified_week` notices
+    sent in the last 7 days, and `in_stock`. SQL, because stock is looked up once per serial
+    after grouping, where the ORM would group by it and look it up once per order.
+    """
+    week_ago = connection.ops.adapt_datetimefield_value(
+        (now or timezone.now()) - timedelta(days=7)
+    )
+    waiting, sent = Notice.WAITING.value, Notice.SENT.value
+    orders, robots = Order._meta.db_table, Robot._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.robot_serial, d.waiting, d.oldest, d.notified_week, "
+            f'EXISTS (SELECT 1 FROM "{robots}" r WHERE r.serial = d.robot_serial) '
+            "FROM (SELECT robot_serial, "
+            "COUNT(*) FILTER (WHERE notice = %s) AS waiting, "
+            "MIN(placed_at) FILTER (WHERE notice = %s) AS oldest, "
+            "COUNT(*) FILTER (WHERE notice = %s AND notified_at >= %s) AS notified_week "
+            f'FROM "{orders}" WHERE notice = %s OR (notice = %s AND notified_at >= %s) '
+            "GROUP BY robot_serial) d "
+            "ORDER BY d.waiting DESC, d.oldest, d.robot_serial",
+            [waiting, waiting, sent, week_ago, waiting, sent, week_ago],
+        )
+        rows = cursor.fetchall()
+    return [
+        {
+            "robot_serial": serial,
+            "waiting": count,
+            "oldest": _aware(oldest),
+            "notified_week": notified,
+            "in_stock": bool(in_stock),
+        }
+        for serial, count, oldest, notified, in_stock in rows
+    ]
+
+
+def _aware(value) -> datetime | None:
+    # From raw SQL: SQLite gives its stored text (UTC), PostgreSQL an aware datetime.
+    if value is None or isinstance(value, datetime) and timezone.is_aware(value):
+        return value
+    return timezone.make_aware(Order._meta.get_field("placed_at").to_python(value), UTC)

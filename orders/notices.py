@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from email.utils import make_msgid, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers
@@ -31,7 +32,8 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from orders.models import Arrival, Notice, Order, capped_today
+from customers.models import Customer
+from orders.models import Arrival, Notice, Order, StopToken, capped_today
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +120,38 @@ def claim_due(limit: int = BATCH) -> tuple[uuid.UUID, list[Order]]:
 
 
 def message_for(order: Order) -> EmailMessage:
+    """The notice: the factory's exact text, and a one-click link that stops mail (RFC 8058).
+
+    Each message gets a link of its own, made here, so that it exists only in the mail.
+    """
     model, version = order.robot_serial.split("-")
+    stop = f"{settings.SITE_URL}/stop/{StopToken.issue(order.customer)}/"
+    sender_domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
     return EmailMessage(
         subject=SUBJECT.format(serial=order.robot_serial),
         body=BODY.format(model=model, version=version),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[order.customer.email],
+        headers={
+            "List-Unsubscribe": f"<{stop}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            # In the sender's domain, not this host's name, as its SPF, DKIM and DMARC are.
+            "Message-ID": make_msgid(domain=sender_domain),
+        },
     )
+
+
+def purge_old_notices(now=None) -> int:
+    """Forget notices done with over NOTICE_RETENTION_DAYS ago (sent, stopped, failed), the
+    links in them, and customers left with no order. How many notices."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.NOTICE_RETENTION_DAYS)
+    done = Q(notice=Notice.SENT, notified_at__lt=cutoff) | Q(
+        notice__in=[Notice.STOPPED, Notice.FAILED], next_attempt_at__lt=cutoff
+    )
+    count = Order.objects.filter(done).delete()[1].get(Order._meta.label, 0)
+    StopToken.objects.filter(created_at__lt=cutoff).delete()
+    Customer.objects.filter(created_at__lt=cutoff, orders__isnull=True).delete()
+    return count
 
 
 class MailConnection:

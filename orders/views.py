@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -8,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from orders.forms import OrderForm
-from orders.models import Order, RateCounter
+from orders.models import Order, RateCounter, StopToken, demand
 from R4C.http import allow_methods, client_address, form_problem, in_english, prefers_html, problem
 from robots.models import Version
 
@@ -143,3 +145,31 @@ def _address_limited(form: OrderForm) -> int:
     limit = settings.ORDER_LIMIT_PER_EMAIL
     email = form.cleaned_data["email"]
     return limit and RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)
+
+
+# One click, as RFC 8058 has mail providers send it: a POST with no cookie and no CSRF token.
+# The secret in the URL is the credential, and it exists only in the customer's mail.
+@csrf_exempt
+@allow_methods("GET", "HEAD", "POST")
+def stop_mail(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks to confirm and changes nothing (mail scanners follow links); POST stops."""
+    found = StopToken.find(token)
+    if found is None:
+        return render(request, "orders/stop_unknown.html", status=404)
+    context = {"email": found.customer.email}
+    if request.method != "POST":
+        return render(request, "orders/stop_confirm.html", context)
+    found.stop_mail()
+    return render(request, "orders/stop_done.html", context)
+
+
+@staff_member_required
+@allow_methods("GET", "HEAD")
+def demand_page(request: HttpRequest) -> HttpResponse:
+    """For managers: what customers wait for, most awaited first."""
+    context = {
+        **admin.site.each_context(request),
+        "title": "Спрос: чего ждут покупатели",
+        "rows": demand(),
+    }
+    return render(request, "admin/orders/demand.html", context)

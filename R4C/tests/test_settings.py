@@ -11,7 +11,7 @@ from R4C.settings import env_bool, env_choice, env_number
 ROOT = Path(__file__).resolve().parents[2]
 # Every variable R4C reads, set empty unless a test says otherwise: a developer's `.env`
 # fills only variables the environment lacks, so it cannot change what these tests see.
-VARIABLES = (ROOT / ".env.example").read_text().split()
+VARIABLES = (ROOT / ".env.example").read_text().splitlines()
 NAMES = {line.split("=", 1)[0] for line in VARIABLES if "=" in line and line[0].isupper()}
 
 
@@ -71,6 +71,8 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"HSTS_SECONDS": "a year"}, ["HSTS_SECONDS"]),
         ({"HTTPS": "maybe"}, ["HTTPS"]),
         ({"PROXY_SSL_HEADER": "2"}, ["PROXY_SSL_HEADER"]),
+        ({"SITE_URL": "http://r4c.example.com"}, ["SITE_URL"]),
+        ({"NOTICE_RETENTION_DAYS": "0"}, ["NOTICE_RETENTION_DAYS"]),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(env, named):
@@ -141,3 +143,29 @@ def test_keys_and_limits_hold_in_production_and_are_off_in_development():
     assert production.split() == ["True", "30", "5"]
     development = run("manage.py", "shell", "-c", code, DEBUG="true").stdout.splitlines()[-1]
     assert development.split() == ["False", "0", "0"]
+
+
+def test_the_mail_worker_will_not_start_without_site_url():
+    result = run("manage.py", "send_notices", "--once", SITE_URL="")
+    assert result.returncode != 0
+    assert "SITE_URL is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "R4C <robots@localhost>",
+        "robots@factory",
+        "robots@[192.0.2.1]",
+        "robots@192.0.2.1",
+        "robots@r4c.local",
+        "robots@r4c.localhost",
+        "robots@r4c.invalid",
+        "robots@r4c.test",
+    ],
+)
+def test_the_deploy_check_warns_of_a_sender_no_mailbox_provider_would_trust(sender):
+    values = production_values() | {"DEFAULT_FROM_EMAIL": sender}
+    result = run("manage.py", "check", "--deploy", "--fail-level", "WARNING", **values)
+    assert result.returncode != 0
+    assert "orders.W001" in result.stderr

@@ -18,6 +18,7 @@ def free_port() -> int:
 class Handler:
     def __init__(self):
         self.messages = []  # (envelope recipients, parsed message)
+        self.raw = []  # each accepted message's bytes, as they came over the wire
         self.connections = 0
         self.refuse = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 No such user"
         self.hang_up_on = set()  # recipients answered "421 closing connection", then dropped
@@ -55,6 +56,7 @@ class Handler:
             return "451 4.3.0 Mailbox busy, try again later"
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
+        self.raw.append(envelope.original_content)
         if self.on_accept:
             self.on_accept(len(self.messages))
         return "250 Message accepted for delivery"

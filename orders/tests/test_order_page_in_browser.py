@@ -9,9 +9,10 @@ from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from orders.models import Order
+from customers.models import Customer
+from orders.models import Order, StopToken
 from R4C.tests.browser import Browser
-from R4C.tests.world import catalog
+from R4C.tests.world import catalog, place
 
 
 class OrderPageInBrowserTests(StaticLiveServerTestCase):
@@ -119,3 +120,19 @@ class OrderPageInBrowserTests(StaticLiveServerTestCase):
         self.assertIn("403", self.driver.find_element(By.TAG_NAME, "h1").text)
         self.browser.screenshot("cross-site-post-refused")
         self.assertFalse(Order.objects.exists())
+
+    def test_the_link_in_a_notice_asks_first_then_stops_mail(self):
+        place("R2-D2", "ann@example.com")
+        place("R2-A1", "ann@example.com")
+        token = StopToken.issue(Customer.objects.get())  # as the worker does for each notice
+
+        self.driver.get(f"{self.live_server_url}/stop/{token}/")
+        self.assertIn("Отписаться от писем?", self.driver.find_element(By.TAG_NAME, "h1").text)
+        self.browser.screenshot("stop-confirm")
+        self.assertEqual(set(Order.objects.values_list("notice", flat=True)), {"waiting"})
+
+        self.driver.find_element(By.ID, "stop-button").click()
+
+        self.assertIn("больше не будет", self.driver.find_element(By.ID, "stopped").text)
+        self.browser.screenshot("stop-done")
+        self.assertEqual(set(Order.objects.values_list("notice", flat=True)), {"stopped"})

@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from selenium.webdriver.common.by import By
 
 from R4C.tests.browser import Browser
-from R4C.tests.world import wait_for
+from R4C.tests.world import catalog, place, wait_for
 from robots.models import Model, Robot
 
 PERMISSIONS = [
@@ -97,3 +97,21 @@ class AdminInBrowserTests(StaticLiveServerTestCase):
         self.assertIn("R2-D2", self.driver.find_element(By.ID, "content").text)
         self.assertEqual(self.driver.find_elements(By.NAME, "_save"), [])
         self.assertEqual(self.driver.find_elements(By.CSS_SELECTOR, "a.deletelink"), [])
+
+    def test_a_manager_sees_what_customers_wait_for(self):
+        catalog()
+        place("R2-D2", "a@example.com", "b@example.com", "c@example.com")
+        place("13-XS", "d@example.com")
+        self.sign_in()
+
+        self.driver.find_element(By.LINK_TEXT, "Спрос: чего ждут покупатели").click()
+
+        rows = [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in self.driver.find_elements(By.CSS_SELECTOR, "#demand tbody tr")
+        ]
+        self.assertEqual([(row[0], row[1], row[3], row[4]) for row in rows], [
+            ("R2-D2", "3", "0", "нет"),
+            ("13-XS", "1", "0", "нет"),
+        ])  # fmt: skip
+        self.browser.screenshot("admin-demand")

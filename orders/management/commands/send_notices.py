@@ -4,11 +4,18 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from orders.models import NOTICE_CHANNEL, RateCounter
-from orders.notices import MailConnection, expand_arrivals, has_work, process_due, send_due
+from orders.notices import (
+    MailConnection,
+    expand_arrivals,
+    has_work,
+    process_due,
+    purge_old_notices,
+    send_due,
+)
 from robots.models import IdempotentAnswer
 
 log = logging.getLogger(__name__)
@@ -17,7 +24,7 @@ log = logging.getLogger(__name__)
 # LISTEN, this is the latency of a notice; on PostgreSQL it only picks up retries and
 # leases that came due with time.
 POLL = {"sqlite": 0.1, "postgresql": 1.0}
-TIDY_EVERY = 600  # seconds between purges of expired rate counters and idempotent answers
+TIDY_EVERY = 600  # seconds between purges of what has expired (counters, answers, notices)
 
 
 class Bell:
@@ -52,6 +59,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, once: bool, **options):
+        if not settings.SITE_URL:
+            raise CommandError(
+                "SITE_URL is not set: every notice carries a link to stop mail, made from it. "
+                "Set it to the https:// address customers reach R4C at."
+            )
         if once:
             while process_due():
                 pass
@@ -93,6 +105,7 @@ class Command(BaseCommand):
                     # The one long-running process also forgets what has expired.
                     RateCounter.purge()
                     IdempotentAnswer.purge()
+                    purge_old_notices()
                     tidy_at = time.monotonic() + TIDY_EVERY
                 while expand_arrivals():
                     pass

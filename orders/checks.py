@@ -1,0 +1,52 @@
+"""`manage.py check --deploy`: can the notices go out, from a domain mail can come from?"""
+
+import ipaddress
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+# Names that never resolve on the internet (RFC 2606, RFC 6761, RFC 6762).
+RESERVED = ("localhost", "local", "invalid", "test")
+
+
+def sender_domain_problem(sender: str) -> str:
+    """Why mail from `sender` would be refused or land in spam; "" if its domain can work."""
+    domain = parseaddr(sender)[1].rpartition("@")[2].lower().rstrip(".")
+    if not domain:
+        return "has no domain"
+    try:
+        ipaddress.ip_address(domain.strip("[]"))
+        return f"is at an IP address ({domain}), which SPF, DKIM and DMARC cannot vouch for"
+    except ValueError:
+        pass
+    if domain.rsplit(".", 1)[-1] in RESERVED:
+        return f"is at {domain}, a reserved name that no one outside can check"
+    if "." not in domain:
+        return f"is at {domain}, a host name without a dot, not a mail domain"
+    return ""
+
+
+@register(Tags.security, deploy=True)
+def check_mail_settings(app_configs, **kwargs) -> list[Warning]:
+    found = []
+    if not settings.SITE_URL:
+        found.append(
+            Warning(
+                "SITE_URL is not set: the mail worker will not start without it.",
+                hint="Set it to the https:// address customers reach R4C at.",
+                id="orders.W002",
+            )
+        )
+    problem = sender_domain_problem(settings.DEFAULT_FROM_EMAIL)
+    if not problem:
+        return found
+    return found + [
+        Warning(
+            f"DEFAULT_FROM_EMAIL ({settings.DEFAULT_FROM_EMAIL}) {problem}: mailbox providers "
+            "will reject or junk the notices.",
+            hint="Send from an address at the factory's own domain, with SPF, DKIM and DMARC "
+            "set up for it (README: Running in production).",
+            id="orders.W001",
+        )
+    ]
