@@ -21,6 +21,7 @@ def setup_django(sqlite_name: str) -> None:
         "API_KEYS_REQUIRED": "false",
         "ORDER_LIMIT_PER_CLIENT": "0",
         "ORDER_LIMIT_PER_EMAIL": "0",
+        "SITE_URL": "https://r4c.example.com",  # the stop links in the notices
     }
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "R4C.settings")
 

@@ -82,6 +82,7 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         # Throughput, not the limits: wrk is one client placing thousands of orders.
         "ORDER_LIMIT_PER_CLIENT": "0",
         "ORDER_LIMIT_PER_EMAIL": "0",
+        "SITE_URL": "https://r4c.example.com",  # the stop links in the notices
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "bench.settings",
