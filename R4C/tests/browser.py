@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
@@ -77,3 +78,20 @@ class Browser:
     def close(self) -> None:
         self.driver.quit()
         self.profile.cleanup()
+
+
+class BrowserTestCase(StaticLiveServerTestCase):
+    """Tests against the live server, in one Browser of `window` size for the class."""
+
+    window = (1280, 900)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.browser = Browser(*cls.window)
+        cls.driver = cls.browser.driver
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        super().tearDownClass()

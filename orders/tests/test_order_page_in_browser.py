@@ -5,28 +5,17 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from customers.models import Customer
 from orders.models import Order, StopToken
-from R4C.tests.browser import Browser
+from R4C.tests.browser import BrowserTestCase
 from R4C.tests.world import catalog, place
 
 
-class OrderPageInBrowserTests(StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        # A phone's width: the page must read without sideways scrolling.
-        cls.browser = Browser(width=412, height=900)
-        cls.driver = cls.browser.driver
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.browser.close()
-        super().tearDownClass()
+class OrderPageInBrowserTests(BrowserTestCase):
+    window = (412, 900)  # a phone's: the page must read without sideways scrolling
 
     def setUp(self):
         catalog()

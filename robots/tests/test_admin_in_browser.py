@@ -3,13 +3,12 @@
 from datetime import timedelta
 
 from django.contrib.auth.models import Permission, User
-from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import override_settings
 from django.utils import timezone
 from openpyxl import load_workbook
 from selenium.webdriver.common.by import By
 
-from R4C.tests.browser import Browser
+from R4C.tests.browser import BrowserTestCase
 from R4C.tests.world import catalog, place, wait_for
 from robots.models import Model, Robot
 
@@ -20,18 +19,7 @@ PERMISSIONS = [
 
 # As in production: the report is for staff (or a machine with a key), not for anyone.
 @override_settings(API_KEYS_REQUIRED=True)
-class AdminInBrowserTests(StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.browser = Browser()
-        cls.driver = cls.browser.driver
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.browser.close()
-        super().tearDownClass()
-
+class AdminInBrowserTests(BrowserTestCase):
     def setUp(self):
         manager = User.objects.create_user("manager", password="a-long-passphrase", is_staff=True)
         manager.user_permissions.set(Permission.objects.filter(codename__in=PERMISSIONS))
