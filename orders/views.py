@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -35,8 +35,14 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt  # API clients send no cookies; pages are protected below (_place_from_page)
-@allow_methods("POST")
 def create_order(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD") and prefers_html(request):
+        return HttpResponseRedirect("/#order")  # someone opened the form's address: the form
+    return _place(request)
+
+
+@allow_methods("POST")
+def _place(request: HttpRequest) -> HttpResponse:
     if prefers_html(request):
         return _place_from_page(request)
     return _place_from_api(request)

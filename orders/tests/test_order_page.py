@@ -42,6 +42,13 @@ class OrderPageTests(TestCase):
 
         self.assertContains(response, '<option value="R2-A1" selected>', html=False)
 
+    def test_a_browser_opening_the_form_s_address_is_sent_to_the_form(self):
+        response = self.browser.get("/create_order/")
+
+        self.assertRedirects(response, "/#order", fetch_redirect_response=False)
+        api = Client().get("/create_order/")
+        self.assertEqual((api.status_code, api["Allow"]), (405, "POST"))
+
     def test_a_browser_s_order_gets_a_confirmation_page(self):
         response = self.post_form()
 
