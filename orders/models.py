@@ -247,11 +247,14 @@ class StopToken(models.Model):
         return hashlib.sha256(secret.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, customer: Customer) -> str:
-        """A new secret for a link to `customer`; only its hash is kept."""
-        secret = secrets.token_urlsafe(32)
-        cls.objects.create(customer=customer, digest=cls._digest(secret))
-        return secret
+    def issue(cls, customers: list[Customer]) -> list[str]:
+        """A new secret for a link to each customer, in one INSERT; only the hashes are kept."""
+        made = [secrets.token_urlsafe(32) for _ in customers]
+        cls.objects.bulk_create(
+            cls(customer=customer, digest=cls._digest(secret))
+            for customer, secret in zip(customers, made, strict=True)
+        )
+        return made
 
     @classmethod
     def find(cls, secret: str) -> "StopToken | None":

@@ -95,7 +95,11 @@ def has_work() -> bool:
 
 
 def claim_due(limit: int = BATCH) -> tuple[uuid.UUID, list[Order]]:
-    """Take up to `limit` due notices (or notices whose worker's lease ran out)."""
+    """Take up to `limit` due notices (or notices whose worker's lease ran out).
+
+    Each comes with `stop_secret`, the secret of the stop link its message will carry: made
+    with the claim, one INSERT a batch, so that sending a message writes nothing first.
+    """
     now = timezone.now()
     claim = uuid.uuid4()
     due = _due(now)
@@ -115,17 +119,21 @@ def claim_due(limit: int = BATCH) -> tuple[uuid.UUID, list[Order]]:
         Order.objects.filter(due, pk__in=ids).update(
             notice=Notice.SENDING, claim=claim, claimed_until=now + _lease()
         )
-    mine = Order.objects.filter(claim=claim, notice=Notice.SENDING)
-    return claim, list(mine.select_related("customer").order_by(*order))
+        mine = Order.objects.filter(claim=claim, notice=Notice.SENDING)
+        mine = list(mine.select_related("customer").order_by(*order))
+        for claimed, secret in zip(mine, StopToken.issue([o.customer for o in mine]), strict=True):
+            claimed.stop_secret = secret
+    return claim, mine
 
 
 def message_for(order: Order) -> EmailMessage:
     """The notice: the factory's exact text, and a one-click link that stops mail (RFC 8058).
 
-    Each message gets a link of its own, made here, so that it exists only in the mail.
+    Each message gets a link of its own (made by claim_due), so that it exists only in the
+    mail.
     """
     model, version = order.robot_serial.split("-")
-    stop = f"{settings.SITE_URL}/stop/{StopToken.issue(order.customer)}/"
+    stop = f"{settings.SITE_URL}/stop/{order.stop_secret}/"
     sender_domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
     return EmailMessage(
         subject=SUBJECT.format(serial=order.robot_serial),

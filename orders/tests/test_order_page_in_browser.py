@@ -113,7 +113,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
     def test_the_link_in_a_notice_asks_first_then_stops_mail(self):
         place("R2-D2", "ann@example.com")
         place("R2-A1", "ann@example.com")
-        token = StopToken.issue(Customer.objects.get())  # as the worker does for each notice
+        [token] = StopToken.issue([Customer.objects.get()])  # as a notice's claim does
 
         self.driver.get(f"{self.live_server_url}/stop/{token}/")
         self.assertIn("Отписаться от писем?", self.driver.find_element(By.TAG_NAME, "h1").text)
