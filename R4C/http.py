@@ -8,9 +8,9 @@ from http import HTTPStatus
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.template import loader
 from django.utils import translation
-from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 
 log = logging.getLogger(__name__)
@@ -136,16 +136,24 @@ def server_error(request: HttpRequest) -> JsonResponse:
     return problem(500, "Something went wrong on our side; it has been logged.")
 
 
+def _wants_page(request: HttpRequest) -> bool:
+    # The admin, and a browser anywhere, read pages (400.html, 404.html); API clients read
+    # problems.
+    return request.path.startswith("/admin/") or prefers_html(request)
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler400: what Django itself refuses (a malformed request) in the API's shape."""
-    if request.path.startswith("/admin/"):
-        return django_bad_request(request, exception)
+    if _wants_page(request):
+        # Not Django's own bad_request view: it checks the CSRF token, which reads the body
+        # that could not be read, and fails again (a 500).
+        return HttpResponseBadRequest(loader.render_to_string("400.html"))
     return problem(400, "The request is malformed.")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """handler404: problem+json for the API; the admin keeps its own pages."""
-    if request.path.startswith("/admin/"):
+    """handler404: problem+json for the API; pages for the admin and browsers."""
+    if _wants_page(request):
         return page_not_found(request, exception)
     return problem(404, f"There is nothing at {request.path}.")
 

@@ -94,21 +94,12 @@ def _place_from_api(request: HttpRequest) -> JsonResponse:
 @csrf_protect  # a browser carries cookies: a page elsewhere must not post in its name
 def _place_from_page(request: HttpRequest) -> HttpResponse:
     """A browser's form post: the confirmation page, or the form again with its errors."""
+    # A body that cannot be read never gets here: the CSRF check reads it first, and
+    # handler400 answers with a page (R4C.http.bad_request).
     if wait := _client_limited(request):
         return _too_many(request, wait)
-    try:
-        form = OrderForm(request.POST)
-        valid = form.is_valid()
-    except (
-        RequestDataTooBig,
-        BadRequest,
-        MultiPartParserError,
-        SuspiciousOperation,
-        LookupError,
-        UnicodeError,
-    ):
-        return _order_page(request, OrderForm(), status=400)
-    if not valid:
+    form = OrderForm(request.POST)
+    if not form.is_valid():
         errors = {
             field: PAGE_ERRORS.get((field, wrong.data[0].code), PAGE_ERRORS[(field, None)])
             for field, wrong in form.errors.items()

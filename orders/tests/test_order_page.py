@@ -66,6 +66,28 @@ class OrderPageTests(TestCase):
         self.assertContains(response, 'value="not an address"', status_code=400)
         self.assertFalse(Order.objects.exists())
 
+    def test_a_form_that_cannot_be_read_gets_a_page_that_says_so(self):
+        token = self.browser.get("/").context["csrf_token"]
+        body = f"csrfmiddlewaretoken={token}&email=%E9@example.com&robot-serial=R2-D2"
+        # As the server answers it: Django's test client would raise instead.
+        self.browser.raise_request_exception = False
+        response = self.browser.post(
+            "/create_order/",
+            body,
+            content_type="application/x-www-form-urlencoded; charset=utf-16",
+        )
+
+        self.assertContains(response, "Запрос не удалось прочитать", status_code=400)
+        self.assertEqual(response["Content-Type"], "text/html; charset=utf-8")
+        self.assertFalse(Order.objects.exists())
+
+    def test_a_browser_gets_a_page_for_an_address_that_leads_nowhere(self):
+        response = self.browser.get("/no/such/page/")
+
+        self.assertContains(response, "Страница не найдена", status_code=404)
+        api = Client().get("/no/such/page/")
+        self.assertEqual(api["Content-Type"], "application/problem+json")
+
     def test_a_browser_s_post_without_the_csrf_token_is_refused(self):
         response = self.browser.post(
             "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
