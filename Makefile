@@ -1,4 +1,5 @@
-# Two commands do all the set-up on a fresh clone: `make run` and `make test`.
+# Two commands do all the set-up on a fresh clone: `make run` and `make test` (`make check`
+# runs everything, as CI does).
 SHELL := /bin/bash
 PORT ?= 8000
 VENV := .venv
@@ -10,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run serve test bench format browser
+.PHONY: run serve lint test check bench format browser
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -55,8 +56,8 @@ serve: $(VENV)/.runtime
 		--access-logfile - --graceful-timeout 20 & web=$$!; \
 	wait -n $$web $$worker
 
-# What the browser tests drive, from Debian's packages: Chromium, its WebDriver, and
-# LibreOffice's spreadsheet to print the report (installed once, as root or through sudo).
+# What the slow tier's browser tests drive, from Debian's packages: Chromium, its WebDriver,
+# and LibreOffice's spreadsheet to print the report (installed once, as root or through sudo).
 BROWSER_PACKAGES := chromium chromium-driver libreoffice-calc-nogui
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
@@ -65,18 +66,27 @@ browser:
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
 
-# The whole suite, on SQLite, or on the database DATABASE_URL names; browser tests included.
-test: export SECRET_KEY ?= test-only-not-secret
-test: export HTTPS ?= false
-test: export API_KEYS_REQUIRED ?= false
-test: export ORDER_LIMIT_PER_CLIENT ?= 0
-test: export ORDER_LIMIT_PER_EMAIL ?= 0
-test: export SITE_URL ?= https://r4c.example.com
-test: $(VENV)/.dev browser
+lint: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+
+# The fast loop: lint and every test not marked slow, on SQLite (or DATABASE_URL's database).
+# No root, no browser; the test settings are R4C/tests/settings.py.
+test: lint
+	$(VENV)/bin/pytest -m "not slow"
+
+# Everything, as CI runs it: the browser and LibreOffice from Debian's packages, then the
+# whole suite (real processes, Chromium, hypothesis at full size) on SQLite and again on
+# PostgreSQL at CHECK_DATABASE_URL. In CI a tier that cannot run fails instead of skipping.
+CHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/r4c
+check: export HYPOTHESIS_PROFILE = full
+check: lint browser
+	DATABASE_URL= $(VENV)/bin/pytest
+	@pg_isready -q -d "$(CHECK_DATABASE_URL)" || { \
+	echo "PostgreSQL does not answer at $(CHECK_DATABASE_URL): start it, or set CHECK_DATABASE_URL."; \
+	exit 1; }
+	DATABASE_URL=$(CHECK_DATABASE_URL) $(VENV)/bin/pytest
 
 # One table: the API under wrk next to two reference views, on SQLite and the local
 # PostgreSQL, notice latency and delivery rate (bench/serve.py says how).

@@ -1,11 +1,15 @@
 """Debian's Chromium, driven through chromium-driver, for tests of the pages people use.
 
-`make test` installs both (packages chromium and chromium-driver); a missing browser fails
-the tests that need it instead of skipping them.
+`make check` installs both (and LibreOffice) from Debian's packages; they are found on PATH.
+Without them the tests that need them skip with a line that says how to install them, and
+in CI (where `CI` is set) they fail instead.
 """
 
 import base64
+import os
+import shutil
 import tempfile
+import unittest
 from pathlib import Path
 
 from django.conf import settings
@@ -14,7 +18,21 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+def need(*programs: str) -> None:
+    """Skip the test (fail it in CI) unless each of `programs` is on PATH."""
+    missing = [program for program in programs if shutil.which(program) is None]
+    if not missing:
+        return
+    message = (
+        f"{', '.join(missing)} not on PATH: `make browser` installs Debian's chromium, "
+        "chromium-driver and libreoffice-calc-nogui (as root or through sudo)"
+    )
+    if os.environ.get("CI"):
+        raise AssertionError(message)
+    raise unittest.SkipTest(message)
+
+
 # Where the tests leave a screenshot of each page (CI keeps them as artifacts; the README's
 # pictures are copies of them).
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
@@ -28,7 +46,7 @@ class Browser:
         self.downloads = Path(self.profile.name) / "downloads"
         self.downloads.mkdir()
         options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
+        options.binary_location = shutil.which("chromium")
         # As root, with no GPU and a closed network: no sandbox, and no background calls
         # to Google's hosts that would only fail.
         for flag in [
@@ -53,7 +71,9 @@ class Browser:
                 "download.prompt_for_download": False,
             },
         )
-        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        self.driver = webdriver.Chrome(
+            options=options, service=Service(shutil.which("chromedriver"))
+        )
         self.driver.implicitly_wait(5)
         self.driver.execute_cdp_cmd(
             "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(self.downloads)}
@@ -87,6 +107,7 @@ class BrowserTestCase(StaticLiveServerTestCase):
 
     @classmethod
     def setUpClass(cls):
+        need("chromium", "chromedriver")
         super().setUpClass()
         cls.browser = Browser(*cls.window)
         cls.driver = cls.browser.driver

@@ -3,7 +3,7 @@
 import json
 
 from django.test import TestCase
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
@@ -67,7 +67,6 @@ class AnyRequestTests(HypothesisTestCase):
     def counts(self):
         return Robot.objects.count(), Order.objects.count(), Customer.objects.count()
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         path=st.sampled_from(PATHS),
         method=st.sampled_from(METHODS),

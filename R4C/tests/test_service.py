@@ -24,6 +24,7 @@ from pathlib import Path
 from unittest import skipUnless
 
 import psycopg
+import pytest
 from django.db import connection
 from django.test import TransactionTestCase
 from django.utils import timezone
@@ -32,6 +33,8 @@ from openpyxl import load_workbook
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.world import database_url, wait_for
 from robots.models import ApiKey, Model, Robot, Version
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "r4c-service"  # how the services' database connections are told apart

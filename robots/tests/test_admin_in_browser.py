@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 from django.utils import timezone
@@ -11,6 +12,8 @@ from selenium.webdriver.common.by import By
 from R4C.tests.browser import BrowserTestCase
 from R4C.tests.world import catalog, place, wait_for
 from robots.models import Model, Robot
+
+pytestmark = pytest.mark.slow
 
 PERMISSIONS = [
     f"{action}_{model}" for model in ("model", "version") for action in ("add", "change", "view")

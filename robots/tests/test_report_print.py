@@ -6,12 +6,15 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from django.test import SimpleTestCase
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from R4C.tests.browser import SCREENSHOTS
+from R4C.tests.browser import SCREENSHOTS, need
 from robots.utils import render_production_list
+
+pytestmark = pytest.mark.slow
 
 WINDOW = (datetime(2026, 11, 19, 9, tzinfo=UTC), datetime(2026, 11, 26, 9, tzinfo=UTC))
 COUNTS = [("13-XS", 4), ("R2-A1", 12), ("R2-B7", 3), ("R2-D2", 40), ("R2-Z9", 1)]
@@ -19,6 +22,7 @@ COUNTS = [("13-XS", 4), ("R2-A1", 12), ("R2-B7", 3), ("R2-D2", 40), ("R2-Z9", 1)
 
 class ReportPrintTests(SimpleTestCase):
     def test_each_sheet_with_its_chart_prints_on_one_landscape_page(self):
+        need("soffice")
         content = render_production_list(COUNTS, WINDOW)
         with tempfile.TemporaryDirectory() as folder:
             workbook = Path(folder) / "robots_list.xlsx"
