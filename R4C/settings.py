@@ -281,17 +281,12 @@ else:
     MAILERS = {"default": {"BACKEND": "orders.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
 
-# How long notices claimed by a worker stay its own without word from it. A live worker
-# renews the claim after every message and every connection, each of which waits for at
-# most five SMTP replies of up to EMAIL_TIMEOUT: a shorter lease could lapse under a live
-# worker, and another would mail the same customers again.
-NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, kind=float, minimum=0.5)
-if NOTICE_LEASE_SECONDS < 5 * _smtp_options["timeout"]:
-    raise ImproperlyConfigured(
-        f"NOTICE_LEASE_SECONDS={NOTICE_LEASE_SECONDS:g} is shorter than 5 x EMAIL_TIMEOUT "
-        f"({_smtp_options['timeout']:g}): raise NOTICE_LEASE_SECONDS to at least "
-        f"{5 * _smtp_options['timeout']:g} or lower EMAIL_TIMEOUT."
-    )
+# How long notices claimed by a worker stay its own without word from it; past that, a
+# dead worker's notices are taken over. A live worker renews it during every exchange.
+NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, kind=float, minimum=1)
+# A placing for a robot in stock mails at once, unless the address was mailed for that
+# serial less than this many hours ago: then it waits for the next robot.
+NOTICE_REPEAT_HOURS = env_number("NOTICE_REPEAT_HOURS", 24, kind=float, minimum=0, maximum=8760)
 # Notices one address may receive for one serial in a day (the factory's date), whoever
 # places the order how often: past it, placing again is answered but mails nothing.
 NOTICE_DAILY_CAP = env_number("NOTICE_DAILY_CAP", 3, minimum=1, maximum=1000)

@@ -1,7 +1,7 @@
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
-from orders.notices import backlog
+from orders.outbox import backlog
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
 
 

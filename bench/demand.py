@@ -29,7 +29,7 @@ from orders.models import Order, demand
 from robots.models import Model, Robot, Version
 
 BARE_QUERY = (
-    "SELECT robot_serial, COUNT(*) FROM orders_order WHERE notice = 'waiting' "
+    "SELECT robot_serial, COUNT(*) FROM orders_order WHERE state = 'waiting' "
     "GROUP BY robot_serial ORDER BY 2 DESC"
 )
 
@@ -60,7 +60,7 @@ def fill(waiting: int) -> None:
                 order = Order(customer=customer, version=version, robot_serial=version.serial)
                 order.placed_at = placed
                 if start + i >= waiting:
-                    order.notice = "sent"
+                    order.state = "sent"
                     order.notified_at = now - timedelta(seconds=rng.uniform(0, 10 * 86400))
                 orders.append(order)
             Order.objects.bulk_create(orders)

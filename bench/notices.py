@@ -31,7 +31,7 @@ from django.db import connection
 from django.test import Client
 from world import Clock, reset, wait_orders, wait_until
 
-from orders.models import Notice, Order
+from orders.models import Order, State
 from orders.tests.smtp import free_port
 from R4C.tests.world import database_url
 from robots.models import Model, Version
@@ -137,7 +137,7 @@ def main() -> None:
         # Checked seldom: this process also runs the SMTP server's event loop.
         wait_until(lambda: all(email in clock.accepted for email in crowd), 3600, step=0.5)
         last = max(clock.accepted[email] for email in crowd) - answered
-        sent = Order.objects.filter(version=fan, notice=Notice.SENT).count()
+        sent = Order.objects.filter(version=fan, state=State.SENT).count()
         print(
             f"fan-out: {sent} of {args.crowd} notices, {args.per_message:g} s per message: "
             f"last accepted {last:.1f} s after the robot's 201 "

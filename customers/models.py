@@ -1,5 +1,6 @@
 import unicodedata
 
+import idna
 from django.contrib.admin.models import LogEntry
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -28,6 +29,16 @@ def normalize_address(raw: str) -> tuple[str, str]:
     except EmailNotValidError as error:
         raise ValidationError(str(error), code="invalid") from None
     return valid.normalized, valid.ascii_email.lower()
+
+
+def ascii_address(email: str) -> str:
+    """A stored address as mail servers must see it: its domain in IDNA 2008's ASCII form.
+
+    Django's SMTP backend encodes a Unicode domain by Python's `idna` codec (IDNA 2003,
+    which turns `straße.de` into `strasse.de`, another domain); an ASCII one it leaves as is.
+    """
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{idna.encode(domain).decode()}" if not domain.isascii() else email
 
 
 # "This customer is being forgotten", with the Customer as `customer`: sent inside the

@@ -2,9 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.text import Truncator
 
+from orders import outbox
 from orders.forms import AddressField, SerialField
-from orders.models import Arrival, Order
-from orders.notices import retry_failed_now
+from orders.models import Arrival, Attempt, Order
 from R4C.admin import CountedDeletionMixin
 
 
@@ -19,15 +19,32 @@ class PlaceOrderForm(forms.ModelForm):
         fields = []
 
 
+class AttemptInline(admin.TabularInline):
+    """Every SMTP exchange of the order's notice, oldest first, as the server answered."""
+
+    model = Attempt
+    fields = ["at", "outcome", "code", "reply", "seconds"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Order)
 class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     # Fits a laptop's screen: when to retry and how often it failed are on the order's page.
-    list_display = ["customer", "robot_serial", "notice", "notified_at", "short_error"]
-    list_filter = ["notice"]
+    list_display = ["customer", "robot_serial", "state", "notified_at", "short_error"]
+    list_filter = ["state"]
     search_fields = ["customer__email_key", "robot_serial"]
     list_select_related = ["customer"]
     actions = ["retry_now"]
+    inlines = [AttemptInline]
     add_fieldsets = [(None, {"fields": ["email", "serial"]})]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
@@ -42,17 +59,15 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
         return False
 
     def save_form(self, request, form, change):
-        order, created, in_stock = Order.place(
-            form.cleaned_data["email"], form.cleaned_data["serial"]
-        )
-        if not created:
-            self.message_user(request, f"Заказ повторён: {order}.", messages.INFO)
-        if in_stock:
+        placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["serial"])
+        if not placing.created:
+            self.message_user(request, f"Заказ повторён: {placing.order}.", messages.INFO)
+        if placing.in_stock and not placing.last_sent:
             self.message_user(request, "Робот в наличии: письмо поставлено в очередь.")
-        return order
+        return placing.order
 
     def save_model(self, request, obj, form, change):
-        pass  # saved by Order.place in save_form
+        pass  # saved by outbox.place in save_form
 
     def save_related(self, request, form, formsets, change):
         pass
@@ -63,7 +78,7 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
     @admin.action(description="Отправить выбранные неудавшиеся письма снова")
     def retry_now(self, request, queryset):
-        count = retry_failed_now(queryset)
+        count = outbox.retry_failed(queryset)
         self.message_user(request, f"Писем снова в очереди: {count}.", messages.SUCCESS)
 
 

@@ -1,33 +1,23 @@
-"""Orders, and what a request records about them: placing one, and a robot arriving.
+"""Orders, the attempts to mail them, and what a request records: a robot arriving.
 
-An order is its own notice's outbox row: `notice` says where the one e-mail that answers the
-latest placing stands, and every change to it is one conditional UPDATE of that row. The
-worker's side (claiming, sending, recording) is in `orders/notices.py`.
-
-An order's placing and a robot's production of the same serial both lock that catalog
-Version row first, so that one of them always sees the other: either the order finds the
-robot in stock, or the robot's INSERT finds the order waiting and leaves an Arrival (the
-database does that itself, with a trigger: see migration 0007_arrival_trigger).
+An order is its own notice's outbox row: `state` says where the one e-mail that answers the
+latest placing stands. Only `orders/outbox.py` writes that state and the columns beside it;
+its docstring holds the transition table.
 """
 
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-from django.db import connection, models, transaction
-from django.dispatch import receiver
+from django.db import connection, models
 from django.utils import timezone
 
-from customers.models import Customer, customer_forgotten
+from customers.models import Customer
 from robots.models import Robot, Version
 
-# The PostgreSQL channel on which requests wake the worker (see `wake_worker`).
-NOTICE_CHANNEL = "r4c_notices"
 
-
-class Notice(models.TextChoices):
-    """Where an order's notice stands."""
+class State(models.TextChoices):
+    """Where an order's notice stands (see `orders/outbox.py` for the transitions)."""
 
     WAITING = "waiting", "ждёт робота"
     DUE = "due", "к отправке"  # to send from next_attempt_at on
@@ -49,14 +39,12 @@ class Order(models.Model):
     placed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    notice = models.CharField("письмо", max_length=7, choices=Notice, default=Notice.WAITING)
+    state = models.CharField("письмо", max_length=7, choices=State, default=State.WAITING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # The worker sending this notice, and until when; past that, another may take it.
     claim = models.UUIDField(null=True, blank=True, editable=False)
     claimed_until = models.DateTimeField(null=True, blank=True)
-    # Placed again while its notice was in flight: one more notice goes after that one.
-    placed_again = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     notified_at = models.DateTimeField("отправлено", null=True, blank=True)
     # Notices sent on `sent_on` (the factory's date): NOTICE_DAILY_CAP bounds them, so that
@@ -75,26 +63,26 @@ class Order(models.Model):
             # A robot is produced: which orders wait for its serial?
             models.Index(
                 fields=["robot_serial"],
-                condition=models.Q(notice=Notice.WAITING),
+                condition=models.Q(state=State.WAITING),
                 name="order_waiting_idx",
             ),
             # The worker: what is due, fresh notices before those that keep failing.
             models.Index(
                 fields=["attempts", "next_attempt_at"],
-                condition=models.Q(notice=Notice.DUE),
-                name="order_notice_due_idx",
+                condition=models.Q(state=State.DUE),
+                name="order_due_idx",
             ),
             # The demand page: per serial, who waits since when and who was notified,
             # from the index alone.
             models.Index(
-                fields=["robot_serial", "notice", "placed_at", "notified_at"],
+                fields=["robot_serial", "state", "placed_at", "notified_at"],
                 name="order_demand_idx",
             ),
             # The worker: whose lease has run out?
             models.Index(
                 fields=["claimed_until"],
-                condition=models.Q(notice=Notice.SENDING),
-                name="order_notice_sending_idx",
+                condition=models.Q(state=State.SENDING),
+                name="order_sending_idx",
             ),
         ]
 
@@ -103,63 +91,35 @@ class Order(models.Model):
 
     @property
     def is_notified(self) -> bool:
-        return self.notice == Notice.SENT
+        return self.state == State.SENT
 
     def save(self, *args, **kwargs) -> None:
         self.robot_serial = self.version.serial
         super().save(*args, **kwargs)
 
-    @classmethod
-    def place(cls, email: str, version: Version) -> tuple["Order", bool, bool]:
-        """Create or renew the order of `email` for `version`: (order, created, in stock).
 
-        Every placing is answered by one notice sent after it: at once through the worker if
-        a robot of the serial exists, else when one is produced. Raises ValidationError for
-        an address that is not one deliverable mailbox.
-        """
-        with transaction.atomic():
-            Version.lock(version.pk)  # see the module's docstring
-            customer = Customer.for_address(email)
-            if customer.mail_stopped_at is not None:
-                # A fresh, explicit request: the address wants mail again.
-                Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
-            in_stock = Robot.objects.filter(version=version).exists()
-            fresh = Notice.DUE if in_stock else Notice.WAITING
-            order, created = cls.objects.get_or_create(
-                customer=customer, version=version, defaults={"notice": fresh}
-            )
-            if not created:
-                order._renew(fresh)
-                order.refresh_from_db()
-            if in_stock:
-                wake_worker()
-        return order, created, in_stock
+class Attempt(models.Model):
+    """One SMTP exchange for an order's notice: when, how it ended, what the server said."""
 
-    def _renew(self, fresh: str) -> None:
-        now = timezone.now()
-        mine = Order.objects.filter(pk=self.pk)
-        if fresh == Notice.DUE and mine.filter(capped_today()).exists():
-            return  # answered as usual, but no more mail today
-        # The worker changes `notice` without locks (sending -> sent, due -> sending), so
-        # each branch is conditional on the state it saw; one of them always holds.
-        while True:
-            # In flight: the worker queues one more notice when it records this one.
-            if mine.filter(notice=Notice.SENDING).update(placed_again=True, placed_at=now):
-                return
-            renewed = mine.exclude(notice=Notice.SENDING).update(
-                notice=fresh, attempts=0, next_attempt_at=now, last_error="", placed_at=now
-            )
-            if renewed:
-                return
+    class Outcome(models.TextChoices):
+        SENT = "sent", "принято"
+        RETRY = "retry", "повтор позже"
+        FAILED = "failed", "отказ"
 
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField("когда")
+    outcome = models.CharField("итог", max_length=6, choices=Outcome)
+    # The server's reply code; null when it never answered (a broken connection, a timeout).
+    code = models.PositiveSmallIntegerField("код", null=True, blank=True)
+    reply = models.TextField("ответ сервера", blank=True)
+    seconds = models.FloatField("секунд")
 
-def capped_today(sending_one_more: bool = False) -> models.Q:
-    """Orders whose address has had NOTICE_DAILY_CAP notices for the serial today.
+    class Meta:
+        verbose_name, verbose_name_plural = "попытка отправки", "попытки отправки"
+        ordering = ["at"]
 
-    With `sending_one_more`, those that reach the cap with the notice being recorded.
-    """
-    cap = settings.NOTICE_DAILY_CAP - (1 if sending_one_more else 0)
-    return models.Q(sent_on=timezone.localdate(), sent_that_day__gte=cap)
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.code or ''} {self.outcome}"
 
 
 class Arrival(models.Model):
@@ -177,17 +137,6 @@ class Arrival(models.Model):
 
     def __str__(self) -> str:
         return f"{self.serial} produced"
-
-
-def wake_worker() -> None:
-    """Tell a waiting worker that notices may be due (PostgreSQL; sent at commit).
-
-    The arrival trigger does the same for robots. On SQLite the worker polls instead: an
-    indexed read every 0.1 s.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {NOTICE_CHANNEL}")
 
 
 class RateCounter(models.Model):
@@ -228,14 +177,14 @@ class RateCounter(models.Model):
         return cls.objects.filter(window_start__lt=timezone.now() - timedelta(hours=1)).delete()[0]
 
 
-class StopToken(models.Model):
-    """The secret in one notice's one-click link that stops mail to its address.
+class StopLink(models.Model):
+    """One notice's one-click link that stops mail to its address; the URL holds its secret.
 
     Stored only as its SHA-256: the link is in the mail alone, and nothing R4C answers or
     stores reveals it. A random 256-bit secret needs no slow hash.
     """
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="stop_tokens")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="stop_links")
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -257,27 +206,10 @@ class StopToken(models.Model):
         return made
 
     @classmethod
-    def find(cls, secret: str) -> "StopToken | None":
+    def find(cls, secret: str) -> "StopLink | None":
         if not (secret.isascii() and 20 <= len(secret) <= 100):
             return None
         return cls.objects.select_related("customer").filter(digest=cls._digest(secret)).first()
-
-    def stop_mail(self) -> int:
-        """Stop mail to the address: its orders not yet notified are stopped. How many."""
-        with transaction.atomic():
-            Customer.objects.filter(pk=self.customer_id).update(mail_stopped_at=timezone.now())
-            pending = Order.objects.filter(
-                customer_id=self.customer_id, notice__in=[Notice.WAITING, Notice.DUE]
-            )
-            return pending.update(notice=Notice.STOPPED, next_attempt_at=timezone.now())
-
-
-@receiver(customer_forgotten, dispatch_uid="orders.forget_orders")
-def forget_orders(sender, customer: Customer, **kwargs) -> None:
-    """A customer is being forgotten: their orders and rate counters go first."""
-    Order.objects.filter(customer=customer).delete()
-    buckets = {f"email:{customer.email.lower()}", f"email:{customer.email_key}"}
-    RateCounter.objects.filter(bucket__in=buckets).delete()
 
 
 def demand(now=None) -> list[dict]:
@@ -290,17 +222,17 @@ def demand(now=None) -> list[dict]:
     week_ago = connection.ops.adapt_datetimefield_value(
         (now or timezone.now()) - timedelta(days=7)
     )
-    waiting, sent = Notice.WAITING.value, Notice.SENT.value
+    waiting, sent = State.WAITING.value, State.SENT.value
     orders, robots = Order._meta.db_table, Robot._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT d.robot_serial, d.waiting, d.oldest, d.notified_week, "
             f'EXISTS (SELECT 1 FROM "{robots}" r WHERE r.serial = d.robot_serial) '
             "FROM (SELECT robot_serial, "
-            "COUNT(*) FILTER (WHERE notice = %s) AS waiting, "
-            "MIN(placed_at) FILTER (WHERE notice = %s) AS oldest, "
-            "COUNT(*) FILTER (WHERE notice = %s AND notified_at >= %s) AS notified_week "
-            f'FROM "{orders}" WHERE notice = %s OR (notice = %s AND notified_at >= %s) '
+            "COUNT(*) FILTER (WHERE state = %s) AS waiting, "
+            "MIN(placed_at) FILTER (WHERE state = %s) AS oldest, "
+            "COUNT(*) FILTER (WHERE state = %s AND notified_at >= %s) AS notified_week "
+            f'FROM "{orders}" WHERE state = %s OR (state = %s AND notified_at >= %s) '
             "GROUP BY robot_serial) d "
             "ORDER BY d.waiting DESC, d.oldest, d.robot_serial",
             [waiting, waiting, sent, week_ago, waiting, sent, week_ago],

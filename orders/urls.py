@@ -6,5 +6,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("create_order/", views.create_order, name="create_order"),
     path("create_order", views.create_order),  # no redirect: see robots/urls.py
-    path("stop/<str:token>/", views.stop_mail, name="stop_mail"),
+    path("stop/<str:secret>/", views.stop_mail, name="stop_mail"),
 ]

@@ -9,8 +9,9 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from orders import outbox
 from orders.forms import OrderForm
-from orders.models import Order, RateCounter, StopToken, demand
+from orders.models import RateCounter, StopLink, demand
 from R4C.http import allow_methods, client_address, form_problem, in_english, prefers_html, problem
 from robots.models import Version
 
@@ -74,20 +75,20 @@ def _place_from_api(request: HttpRequest) -> JsonResponse:
         detail = f"At most {limit} orders in 10 minutes for one e-mail address."
         return problem(429, detail, retry_after=wait)
 
-    order, created, in_stock = Order.place(
-        form.cleaned_data["email"], form.cleaned_data["robot-serial"]
-    )
-    # Nothing stored about earlier placings: the address as this request gave it, and this
-    # placing's notice, which is not sent yet.
+    placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
+    # Nothing stored about earlier placings but the time of a recent mail that answers this
+    # one already: the address as this request gave it, and this placing's notice.
+    last_sent = placing.last_sent and placing.last_sent.isoformat().replace("+00:00", "Z")
     return JsonResponse(
         {
-            "id": order.id,
+            "id": placing.order.id,
             "email": form.cleaned_data["email"],
-            "robot_serial": order.robot_serial,
+            "robot_serial": placing.order.robot_serial,
             "is_notified": False,
-            "in_stock": in_stock,
+            "in_stock": placing.in_stock,
+            "last_notified_at": last_sent,
         },
-        status=201 if created else 200,
+        status=201 if placing.created else 200,
     )
 
 
@@ -109,9 +110,14 @@ def _place_from_page(request: HttpRequest) -> HttpResponse:
     if wait := _address_limited(form):
         return _too_many(request, wait)
     email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
-    order, created, in_stock = Order.place(email, version)
-    context = {"email": email, "serial": order.robot_serial, "in_stock": in_stock}
-    return render(request, "orders/placed.html", context, status=201 if created else 200)
+    placing = outbox.place(email, version)
+    context = {
+        "email": email,
+        "serial": placing.order.robot_serial,
+        "in_stock": placing.in_stock,
+        "last_sent": placing.last_sent,
+    }
+    return render(request, "orders/placed.html", context, status=201 if placing.created else 200)
 
 
 def _order_page(request, form: OrderForm, errors=None, status: int = 200) -> HttpResponse:
@@ -148,15 +154,15 @@ def _address_limited(form: OrderForm) -> int:
 # The secret in the URL is the credential, and it exists only in the customer's mail.
 @csrf_exempt
 @allow_methods("GET", "HEAD", "POST")
-def stop_mail(request: HttpRequest, token: str) -> HttpResponse:
+def stop_mail(request: HttpRequest, secret: str) -> HttpResponse:
     """GET asks to confirm and changes nothing (mail scanners follow links); POST stops."""
-    found = StopToken.find(token)
-    if found is None:
+    link = StopLink.find(secret)
+    if link is None:
         return render(request, "orders/stop_unknown.html", status=404)
-    context = {"email": found.customer.email}
+    context = {"email": link.customer.email}
     if request.method != "POST":
         return render(request, "orders/stop_confirm.html", context)
-    found.stop_mail()
+    outbox.stop(link)
     return render(request, "orders/stop_done.html", context)
 
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
+from orders import outbox
 from orders.models import Order
-from orders.notices import process_due
+from orders.notices import MailConnection, send_batch, send_once
 from robots.models import Model, Robot, Version
 
 CATALOG = {"R2": ["D2", "A1"], "13": ["XS"]}
@@ -47,7 +48,7 @@ def produce(serial: str, count: int = 1, created: datetime | None = None) -> lis
 def place(serial: str, *emails: str) -> list[Order]:
     """Each address places an order for `serial`, as POST /create_order/ does."""
     v = version(serial)
-    return [Order.place(email, v)[0] for email in emails]
+    return [outbox.place(email, v).order for email in emails]
 
 
 def wait_for(condition, seconds: float = 15) -> bool:
@@ -70,9 +71,8 @@ def database_url() -> str:
 
 
 def drain() -> None:
-    """What `send_notices --once` does: work until nothing is due."""
-    while process_due():
-        pass
+    """What `send_notices --once` does: work until nothing is due, on one connection."""
+    send_once()
 
 
 @contextmanager
@@ -91,3 +91,25 @@ def database_down():
     finally:
         connection.close()
         connection.settings_dict.update(saved)
+
+
+def deliver_before(before=None, after=None) -> None:
+    """Make arrivals due and send one batch, calling `before(order)` as each message starts
+    and `after(order)` right after the server has answered it."""
+    outbox.make_due()
+    mail = MailConnection()
+    send = mail.send
+
+    def hooked(order):
+        if before:
+            before(order)
+        attempt = send(order)
+        if after:
+            after(order)
+        return attempt
+
+    mail.send = hooked
+    try:
+        send_batch(mail)
+    finally:
+        mail.close()

@@ -25,6 +25,12 @@ class Handler:
         self.temporary_failures = 0  # DATA answered 451 this many times
         self.delay = 0.0  # seconds to wait before answering RCPT
         self.step_delay = 0.0  # seconds to wait before answering MAIL, RCPT and DATA
+        self.data_delay = 0.0  # seconds to hold DATA before answering it
+        # Seconds to answer DATA one byte a second (a "250-" line that trickles in first):
+        # each read is quick, the whole reply slow.
+        self.trickle = 0
+        self.message_ids = []  # the Message-ID of every DATA, accepted or not
+        self.on_data = None  # called (in the server's thread) as each DATA arrives
         self.on_accept = None  # called with the number of messages accepted so far
         self.port = None  # where smtp_server() listens
 
@@ -51,6 +57,15 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(self.step_delay)
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        self.message_ids.append(parsed["Message-ID"])
+        if self.on_data:
+            self.on_data(parsed)
+        await asyncio.sleep(self.data_delay)
+        for byte in f"250-{'.' * max(self.trickle - 7, 0)}\r\n".encode()[: self.trickle]:
+            server._writer.write(bytes([byte]))
+            await server._writer.drain()
+            await asyncio.sleep(1)
         if self.temporary_failures:
             self.temporary_failures -= 1
             return "451 4.3.0 Mailbox busy, try again later"

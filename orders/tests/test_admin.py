@@ -17,9 +17,9 @@ class OrderAdminTests(TestCase):
     def test_orders_filter_by_notice_and_search_by_email_and_serial(self):
         [ann] = place("R2-D2", "ann@example.com")
         place("13-XS", "bob@example.com")
-        Order.objects.filter(pk=ann.pk).update(notice="sent")
+        Order.objects.filter(pk=ann.pk).update(state="sent")
 
-        response = self.client.get("/admin/orders/order/", {"notice__exact": "waiting"})
+        response = self.client.get("/admin/orders/order/", {"state__exact": "waiting"})
         self.assertContains(response, "bob@example.com")
         self.assertNotContains(response, "ann@example.com")
 
@@ -45,7 +45,7 @@ class OrderAdminTests(TestCase):
         self.assertEqual(response.status_code, 302)
         order = Order.objects.get()
         self.assertEqual(
-            (order.customer.email, order.robot_serial, order.notice),
+            (order.customer.email, order.robot_serial, order.state),
             ("Ann@example.com", "R2-D2", "due"),  # in stock: queued at once
         )
 

@@ -26,10 +26,10 @@ class DemandTests(TestCase):
                 placed_at=now - timedelta(days=days)
             )
         Order.objects.filter(customer__email__in=["e@example.com", "f@example.com"]).update(
-            notice="sent", notified_at=now - timedelta(days=2)
+            state="sent", notified_at=now - timedelta(days=2)
         )
         Order.objects.filter(customer__email="g@example.com").update(
-            notice="sent", notified_at=now - timedelta(days=8)
+            state="sent", notified_at=now - timedelta(days=8)
         )
         produce("R2-A1")  # in stock; its order still waits for the worker
 

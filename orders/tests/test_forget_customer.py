@@ -10,10 +10,10 @@ from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from customers.models import Customer
-from orders.models import Order, RateCounter, StopToken
-from orders.notices import purge_old_notices
+from orders.models import Order, RateCounter, StopLink
+from orders.outbox import purge
 from orders.tests.smtp import smtp_server
-from R4C.tests.world import catalog, drain, place, produce
+from R4C.tests.world import catalog, deliver_before, drain, place, produce
 
 
 def mentions(text: str) -> list[str]:
@@ -53,7 +53,7 @@ class ForgetCustomerTests(TestCase):
         self.assertEqual(mentions("ann@example.com"), [])
         self.assertEqual(Order.objects.count(), 1)  # Bob's
         self.assertEqual(Customer.objects.get().email, "bob@example.com")
-        self.assertFalse(StopToken.objects.exists())
+        self.assertFalse(StopLink.objects.exists())
         self.assertFalse(RateCounter.objects.filter(bucket__contains="ann").exists())
 
     def test_the_admin_action_leaves_no_trace_of_the_address_nor_logs_it(self):
@@ -85,12 +85,12 @@ class RetentionTests(TestCase):
         place("R2-A1", "waits@example.com", "new@example.com")
         long_ago = timezone.now() - timedelta(days=31)
         Order.objects.filter(robot_serial="R2-D2").update(
-            notice="sent", notified_at=timezone.now() - timedelta(days=1)
+            state="sent", notified_at=timezone.now() - timedelta(days=1)
         )
         Order.objects.filter(customer__email="old@example.com").update(notified_at=long_ago)
         Customer.objects.update(created_at=long_ago)
 
-        self.assertEqual(purge_old_notices(), 1)
+        self.assertEqual(purge(), 1)
 
         self.assertEqual(
             sorted(Order.objects.values_list("customer__email", "robot_serial")),
@@ -101,3 +101,22 @@ class RetentionTests(TestCase):
             ],
         )
         self.assertFalse(Customer.objects.filter(email="old@example.com").exists())
+
+
+class ForgottenWhileSentTests(TestCase):
+    def test_a_customer_forgotten_while_their_notice_is_claimed_is_not_mailed_the_rest_go(self):
+        catalog()
+        place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
+        produce("R2-D2")
+
+        def forget_bob(order):
+            if order.customer.email == "ann@example.com":  # bob's is claimed, not yet sent
+                call_command("forget_customer", "bob@example.com")
+
+        with smtp_server() as server, self.assertLogs("orders.notices", "INFO") as logs:
+            deliver_before(forget_bob)
+
+        self.assertEqual(server.recipients(), ["ann@example.com", "cid@example.com"])
+        self.assertEqual(set(Order.objects.values_list("state", flat=True)), {"sent"})
+        self.assertTrue(any("deleted (its customer forgotten)" in line for line in logs.output))
+        self.assertFalse(any("lease" in line for line in logs.output))

@@ -5,13 +5,16 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from customers.models import Customer
-from orders.models import Order, StopToken
+from orders.models import Order, StopLink
 from R4C.tests.browser import BrowserTestCase
 from R4C.tests.world import catalog, place
+
+pytestmark = pytest.mark.slow
 
 
 class OrderPageInBrowserTests(BrowserTestCase):
@@ -44,7 +47,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.assertIn("ann@example.com", confirmation)
         self.browser.screenshot("order-placed")
         order = Order.objects.get()
-        self.assertEqual((order.robot_serial, order.notice), ("R2-D2", "waiting"))
+        self.assertEqual((order.robot_serial, order.state), ("R2-D2", "waiting"))
 
     def test_a_wrong_email_shows_the_error_beside_the_field(self):
         self.order("ann@", "R2-D2")
@@ -77,7 +80,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.order("ann@example.com", "R2-D2")
         confirmation = self.driver.find_element(By.ID, "confirmation").text
         self.assertIn("есть в наличии", confirmation)
-        self.assertEqual(Order.objects.get().notice, "due")
+        self.assertEqual(Order.objects.get().state, "due")
 
     def test_a_form_posted_from_another_site_is_refused(self):
         target = f"{self.live_server_url}/create_order/"
@@ -113,15 +116,15 @@ class OrderPageInBrowserTests(BrowserTestCase):
     def test_the_link_in_a_notice_asks_first_then_stops_mail(self):
         place("R2-D2", "ann@example.com")
         place("R2-A1", "ann@example.com")
-        [token] = StopToken.issue([Customer.objects.get()])  # as a notice's claim does
+        [token] = StopLink.issue([Customer.objects.get()])  # as a notice's claim does
 
         self.driver.get(f"{self.live_server_url}/stop/{token}/")
         self.assertIn("Отписаться от писем?", self.driver.find_element(By.TAG_NAME, "h1").text)
         self.browser.screenshot("stop-confirm")
-        self.assertEqual(set(Order.objects.values_list("notice", flat=True)), {"waiting"})
+        self.assertEqual(set(Order.objects.values_list("state", flat=True)), {"waiting"})
 
         self.driver.find_element(By.ID, "stop-button").click()
 
         self.assertIn("больше не будет", self.driver.find_element(By.ID, "stopped").text)
         self.browser.screenshot("stop-done")
-        self.assertEqual(set(Order.objects.values_list("notice", flat=True)), {"stopped"})
+        self.assertEqual(set(Order.objects.values_list("state", flat=True)), {"stopped"})

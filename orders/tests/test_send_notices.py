@@ -14,41 +14,12 @@ from django.db import connection, transaction
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
+from orders import outbox
 from orders.models import Arrival, Order
-from orders.notices import (
-    MailConnection,
-    claim_due,
-    deliver,
-    expand_arrivals,
-    process_due,
-    send_due,
-)
+from orders.notices import BATCH, MailConnection, send_batch
 from orders.tests.smtp import no_smtp_server, smtp_server
-from R4C.tests.world import BODY, catalog, drain, place, produce
+from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce
 from robots.models import Robot
-
-
-def deliver_due(before=None, after=None) -> None:
-    """Claim what is due and deliver it, calling `before(order)` as each message starts and
-    `after(order)` right after the server has answered it."""
-    expand_arrivals()
-    claim, orders = claim_due()
-    mail_connection = MailConnection()
-    send = mail_connection.send
-
-    def hooked(order):
-        if before:
-            before(order)
-        outcome = send(order)
-        if after:
-            after(order)
-        return outcome
-
-    mail_connection.send = hooked
-    try:
-        deliver(claim, orders, mail_connection)
-    finally:
-        mail_connection.close()
 
 
 def notices(*fields):
@@ -83,7 +54,7 @@ class NoticeContentTests(NoticeTestCase):
             self.assertEqual(message.body, BODY)
             self.assertEqual(message.from_email, "R4C <robots@r4c.test>")
         self.assertEqual(
-            dict(Order.objects.values_list("customer__email", "notice")),
+            dict(Order.objects.values_list("customer__email", "state")),
             {"ann@example.com": "sent", "bob@example.com": "sent", "cid@example.com": "waiting"},
         )
 
@@ -109,7 +80,7 @@ class NoticeContentTests(NoticeTestCase):
     def test_a_robot_nobody_waits_for_leaves_no_work(self):
         produce("R2-D2")
         self.assertFalse(Arrival.objects.exists())
-        self.assertFalse(process_due())
+        self.assertFalse(outbox.has_work())
 
     def test_the_robot_request_never_talks_to_the_mail_server(self):
         place("R2-D2", "ann@example.com")
@@ -127,9 +98,8 @@ class NoticeContentTests(NoticeTestCase):
         with override_settings(MAILERS=mailers):
             mailer = MailConnection()
             mailer.mailer.stream = stream
-            expand_arrivals()
-            claim, orders = claim_due()
-            deliver(claim, orders, mailer)
+            outbox.make_due()
+            send_batch(mailer)
 
         printed = stream.getvalue()
         self.assertIn("Subject: Робот R2-D2 в наличии", printed)
@@ -151,7 +121,7 @@ class DeliveryTests(NoticeTestCase):
         _, message = server.messages[0]
         self.assertEqual(message["Subject"], "Робот R2-D2 в наличии")
         self.assertEqual(message.get_content().replace("\r\n", "\n").rstrip("\n"), BODY)
-        self.assertEqual(notices("notice"), [("sent",)] * 7)
+        self.assertEqual(notices("state"), [("sent",)] * 7)
         self.assertTrue(all(order.is_notified for order in Order.objects.all()))
 
     def test_it_records_each_outcome_before_the_next_message_goes(self):
@@ -159,9 +129,9 @@ class DeliveryTests(NoticeTestCase):
         produce("R2-D2")
         states = []  # what the database says as each message starts
         with smtp_server():
-            deliver_due(
+            deliver_before(
                 before=lambda _: states.append(
-                    sorted(Order.objects.values_list("notice", flat=True))
+                    sorted(Order.objects.values_list("state", flat=True))
                 )
             )
 
@@ -182,7 +152,7 @@ class DeliveryTests(NoticeTestCase):
             server.temporary_failures = 2
             drain()
             order.refresh_from_db()
-            self.assertEqual((order.notice, order.attempts), ("due", 1))
+            self.assertEqual((order.state, order.attempts), ("due", 1))
             self.assertIn("451", order.last_error)
             first_delay = order.next_attempt_at - timezone.now()
 
@@ -193,12 +163,12 @@ class DeliveryTests(NoticeTestCase):
             self.assertEqual(order.attempts, 2)
             self.assertGreater(second_delay, first_delay + timedelta(seconds=20))
 
-            self.assertFalse(process_due())  # not due yet: nothing happens
+            self.assertFalse(outbox.has_work())  # not due yet: nothing happens
             Order.objects.update(next_attempt_at=timezone.now())
             drain()
 
         order.refresh_from_db()
-        self.assertEqual((order.notice, order.attempts, order.last_error), ("sent", 3, ""))
+        self.assertEqual((order.state, order.attempts, order.last_error), ("sent", 3, ""))
         self.assertEqual(server.recipients(), ["ann@example.com"])
 
     def test_a_mail_server_that_is_down_loses_nothing(self):
@@ -208,7 +178,7 @@ class DeliveryTests(NoticeTestCase):
         with no_smtp_server():
             drain()
         order.refresh_from_db()
-        self.assertEqual(order.notice, "due")
+        self.assertEqual(order.state, "due")
         self.assertIn("Connection", order.last_error)
         self.assertGreater(order.next_attempt_at, timezone.now())
 
@@ -228,7 +198,7 @@ class DeliveryTests(NoticeTestCase):
             drain()
 
         self.assertEqual(server.recipients(), ["ann@example.com"])
-        failed = Order.objects.get(notice="failed")
+        failed = Order.objects.get(state="failed")
         self.assertEqual(failed.customer.email, "gone@example.com")
         self.assertEqual(failed.last_error, "550 5.1.1 No such user")
 
@@ -239,12 +209,12 @@ class DeliveryTests(NoticeTestCase):
 
         with smtp_server() as server:
             server.hang_up_on.add("bad@example.com")
-            expand_arrivals()
-            self.assertTrue(send_due())  # one pass: one claimed batch
+            outbox.make_due()
+            self.assertTrue(send_batch(MailConnection()))  # one pass: one claimed batch
 
         self.assertEqual(server.recipients(), sorted(emails[1:]))
         bad = Order.objects.get(customer__email="bad@example.com")
-        self.assertEqual(bad.notice, "due")
+        self.assertEqual(bad.state, "due")
         self.assertIn("421", bad.last_error)
         self.assertEqual(server.connections, 2)  # it reconnected once, after the 421
 
@@ -257,9 +227,9 @@ class DeliveryTests(NoticeTestCase):
             Order.objects.update(next_attempt_at=timezone.now())
             place("R2-A1", "ann@example.com")
             produce("R2-A1")
-            expand_arrivals()
+            outbox.make_due()
 
-            _, orders = claim_due(limit=1)
+            _, orders = outbox.claim(1)
 
         self.assertEqual([o.customer.email for o in orders], ["ann@example.com"])
 
@@ -273,7 +243,7 @@ class DeliveryTests(NoticeTestCase):
             drain()
 
             self.assertEqual(server.connections, 1)
-            self.assertEqual(Order.objects.get().notice, "failed")
+            self.assertEqual(Order.objects.get().state, "failed")
 
             # The customer places the order again (say, after fixing the mailbox).
             del server.refuse["gone@example.com"]
@@ -295,7 +265,7 @@ class DeliveryTests(NoticeTestCase):
             drain()
 
         order = Order.objects.get()
-        self.assertEqual(order.notice, "due")
+        self.assertEqual(order.state, "due")
         self.assertIn("452", order.last_error)
 
     def test_failed_notices_can_be_retried_now_from_the_admin(self):
@@ -305,7 +275,7 @@ class DeliveryTests(NoticeTestCase):
             server.refuse["gone@example.com"] = "550 5.1.1 No such user"
             drain()
         self.client.force_login(User.objects.create_superuser("boss", "boss@r4c.test", "pw"))
-        response = self.client.get("/admin/orders/order/", {"notice__exact": "failed"})
+        response = self.client.get("/admin/orders/order/", {"state__exact": "failed"})
         self.assertContains(response, "550 5.1.1 No such user")
 
         response = self.client.post(
@@ -321,8 +291,8 @@ class DeliveryTests(NoticeTestCase):
     def test_a_worker_that_died_holding_notices_leaves_them_to_the_next_after_the_lease(self):
         place("R2-D2", "ann@example.com")
         produce("R2-D2")
-        expand_arrivals()
-        claim_due()  # and the worker dies before it sends
+        outbox.make_due()
+        outbox.claim(BATCH)  # and the worker dies before it sends
 
         with smtp_server() as server:
             drain()
@@ -331,7 +301,7 @@ class DeliveryTests(NoticeTestCase):
             drain()
 
         self.assertEqual(server.recipients(), ["ann@example.com"])
-        self.assertEqual(Order.objects.get().notice, "sent")
+        self.assertEqual(Order.objects.get().state, "sent")
 
     def test_a_worker_whose_claim_was_taken_over_sends_no_more_of_it(self):
         place("R2-D2", "ann@example.com", "bob@example.com", "cid@example.com")
@@ -340,33 +310,36 @@ class DeliveryTests(NoticeTestCase):
         def lose_the_claim(_):
             # Meanwhile the lease lapsed and another worker took the notices over.
             Order.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
-            self.assertEqual(len(claim_due()[1]), 3)
+            self.assertEqual(len(outbox.claim(BATCH)[1]), 3)
 
         with smtp_server() as server:
-            deliver_due(after=lose_the_claim)
+            deliver_before(after=lose_the_claim)
 
         self.assertEqual(len(server.recipients()), 1)  # the one in flight, no more
-        self.assertEqual(notices("notice"), [("sending",)] * 3)
+        self.assertEqual(notices("state"), [("sending",)] * 3)
 
 
-class PlacedAgainTests(NoticeTestCase):
-    def test_an_order_placed_again_while_its_notice_is_in_flight_gets_one_more(self):
+class OneMailPerWishTests(NoticeTestCase):
+    def place_again(self, email="ann@example.com"):
+        return self.client.post("/create_order/", {"email": email, "robot-serial": "R2-D2"})
+
+    def test_an_order_placed_again_while_its_notice_is_in_flight_is_answered_by_it(self):
         place("R2-D2", "ann@example.com")
         produce("R2-D2")
 
         def order_again(_):  # the server has accepted the first one
-            response = self.client.post(
-                "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
-            )
-            self.assertEqual(response.status_code, 200)
+            self.assertEqual(self.place_again().status_code, 200)
 
         with smtp_server() as server:
-            deliver_due(after=order_again)
-            self.assertEqual(Order.objects.get().notice, "due")
+            deliver_before(after=order_again)
+            drain()
+            self.assertEqual(server.recipients(), ["ann@example.com"])
+            self.assertEqual(Order.objects.get().state, "sent")
+
+            produce("R2-D2")  # no placing came after that mail: nothing more
             drain()
 
-        self.assertEqual(server.recipients(), ["ann@example.com"] * 2)
-        self.assertEqual(Order.objects.get().notice, "sent")
+        self.assertEqual(server.recipients(), ["ann@example.com"])
 
     def test_an_order_placed_twice_before_its_notice_goes_is_mailed_once(self):
         produce("R2-D2")
@@ -377,7 +350,99 @@ class PlacedAgainTests(NoticeTestCase):
 
         self.assertEqual(server.recipients(), ["ann@example.com"])
 
+    def test_a_reload_after_the_mail_waits_for_the_next_robot_and_says_when_it_went(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            self.assertEqual(self.place_again().status_code, 201)
+            drain()
+            answer = self.place_again()
+            drain()
+            self.assertEqual(server.recipients(), ["ann@example.com"])
+            order = Order.objects.get()
+            self.assertEqual(order.state, "waiting")
+            self.assertEqual(
+                answer.json()["last_notified_at"],
+                order.notified_at.isoformat().replace("+00:00", "Z"),
+            )
 
+            produce("R2-D2")
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 2)
+
+    def test_the_order_page_says_when_the_last_mail_went(self):
+        produce("R2-D2")
+        with smtp_server():
+            self.place_again()
+            drain()
+        page = self.client.post(
+            "/create_order/",
+            {"email": "ann@example.com", "robot-serial": "R2-D2"},
+            HTTP_ACCEPT="text/html",
+        )
+        self.assertContains(page, "уже отправлено на <strong>ann@example.com</strong>")
+
+    @override_settings(NOTICE_REPEAT_HOURS=0.001)  # 3.6 s
+    def test_after_the_repeat_hours_placing_again_mails_at_once(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            self.place_again()
+            drain()
+            Order.objects.update(notified_at=timezone.now() - timedelta(seconds=4))
+            self.place_again()
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 2)
+
+
+class ParallelPlacingTests(TransactionTestCase):
+    """A double click for real: placings on parallel connections, a worker sending meanwhile."""
+
+    def test_three_parallel_placings_for_a_robot_in_stock_mail_once(self):
+        catalog()
+        produce("R2-D2")
+        start = threading.Barrier(4)
+
+        def post():
+            try:
+                start.wait()
+                return (
+                    Client()
+                    .post("/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"})
+                    .status_code
+                )
+            finally:
+                connection.close()
+
+        def work():
+            try:
+                start.wait()
+                for _ in range(20):
+                    drain()
+            finally:
+                connection.close()
+
+        with smtp_server() as server:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                answers = [pool.submit(post) for _ in range(3)]
+                worker = pool.submit(work)
+                statuses = sorted(answer.result() for answer in answers)
+                worker.result()
+            drain()
+            self.assertEqual(statuses, [200, 200, 201])
+            self.assertEqual(server.recipients(), ["ann@example.com"])
+
+            time.sleep(0.2)  # a reload a little later (the rule is hours, not seconds)
+            Client().post("/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"})
+            drain()
+            self.assertEqual(server.recipients(), ["ann@example.com"])
+
+            produce("R2-D2")
+            drain()
+        self.assertEqual(server.recipients(), ["ann@example.com"] * 2)
+
+
+@override_settings(NOTICE_REPEAT_HOURS=0)  # the cap is the bound when placings may repeat
 class DailyCapTests(NoticeTestCase):
     def place_again(self, email="ann@example.com"):
         return self.client.post("/create_order/", {"email": email, "robot-serial": "R2-D2"})
@@ -390,20 +455,6 @@ class DailyCapTests(NoticeTestCase):
                 drain()
 
         self.assertEqual(server.recipients(), ["ann@example.com"] * 3)
-
-    def test_placings_during_a_send_stop_at_the_cap_too(self):
-        produce("R2-D2")
-        with smtp_server() as server:
-            for _ in range(2):
-                self.place_again()
-                drain()
-            # The third is in flight when the customer places the order again.
-            self.place_again()
-            deliver_due(after=lambda _: self.place_again())
-            drain()
-
-        self.assertEqual(server.recipients(), ["ann@example.com"] * 3)
-        self.assertEqual(Order.objects.get().notice, "sent")
 
     def test_the_next_day_placing_again_mails_again(self):
         produce("R2-D2")
@@ -453,7 +504,7 @@ class NoDuplicatesTests(TransactionTestCase):
                 start.wait()
                 deadline = time.monotonic() + 30
                 while Robot.objects.count() < 10 and time.monotonic() < deadline:
-                    process_due()
+                    drain()
                 drain()
             finally:
                 connection.close()
@@ -468,7 +519,7 @@ class NoDuplicatesTests(TransactionTestCase):
 
         self.assertEqual(statuses, [201] * 10)
         self.assertEqual(server.recipients(), sorted(emails))
-        self.assertFalse(Order.objects.exclude(notice="sent").exists())
+        self.assertFalse(Order.objects.exclude(state="sent").exists())
 
 
 class OrderDuringProductionTests(TransactionTestCase):
@@ -525,7 +576,105 @@ class OrderDuringProductionTests(TransactionTestCase):
         )
 
         self.assertEqual(response.status_code, 201)
-        self.assertEqual(Order.objects.get().notice, "waiting")  # it found no robot then
+        self.assertEqual(Order.objects.get().state, "waiting")  # it found no robot then
         with smtp_server() as server:
             drain()
         self.assertEqual(server.recipients(), ["ann@example.com"])
+
+
+@override_settings(DEFAULT_FROM_EMAIL="R4C <robots@r4c.example.com>")
+class WireTests(NoticeTestCase):
+    """What reaches the mail server, byte for byte, and what R4C keeps of each exchange."""
+
+    def test_a_unicode_domain_reaches_the_server_in_its_idna_2008_form(self):
+        forms = {
+            "ann@straße.de": "ann@xn--strae-oqa.de",
+            "ann@faß.de": "ann@xn--fa-hia.de",
+            "ann@ςοφια.gr": "ann@xn--mxaprlv.gr",
+            "ann@βόλος.com": "ann@xn--nxasmm1c.com",
+            "ann@ẞ.com": "ann@xn--zca.com",
+        }
+        place("R2-D2", *forms)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            drain()
+
+        self.assertEqual(server.recipients(), sorted(forms.values()))
+        to_headers = sorted(
+            line.split(b": ", 1)[1].decode()
+            for raw in server.raw
+            for line in raw.split(b"\r\n")
+            if line.startswith(b"To: ")
+        )
+        self.assertEqual(to_headers, sorted(forms.values()))
+
+    def test_once_sends_everything_due_on_one_connection(self):
+        place("R2-D2", *[f"customer{i}@example.com" for i in range(25)])
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            call_command("send_notices", "--once")
+
+        self.assertEqual(len(server.messages), 25)
+        self.assertEqual(server.connections, 1)
+
+    def test_every_attempt_is_kept_and_shown_on_the_order_s_page(self):
+        [order] = place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        with smtp_server() as server:
+            server.temporary_failures = 1
+            drain()
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+
+        attempts = list(order.attempt_log.values_list("outcome", "code", "reply"))
+        self.assertEqual(
+            attempts,
+            [
+                ("retry", 451, "451 4.3.0 Mailbox busy, try again later"),
+                ("sent", 250, ""),
+            ],
+        )
+        self.client.force_login(User.objects.create_superuser("boss", "boss@r4c.test", "pw"))
+        page = self.client.get(f"/admin/orders/order/{order.pk}/change/")
+        self.assertContains(page, "451 4.3.0 Mailbox busy, try again later")
+        self.assertContains(page, "повтор позже")
+
+    def test_every_attempt_of_a_notice_is_the_same_message(self):
+        place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        with smtp_server() as server:
+            server.temporary_failures = 1
+            drain()
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+            self.place_again_tomorrow()
+            produce("R2-D2")
+            drain()
+
+        first, again, next_notice = server.message_ids
+        self.assertEqual(first, again)
+        self.assertRegex(first, r"^<notice\.\d+\.\d+@r4c\.example\.com>$")
+        self.assertNotEqual(next_notice, first)  # a new placing is a new message
+
+    def place_again_tomorrow(self):
+        Order.objects.update(notified_at=timezone.now() - timedelta(days=1))
+        place("R2-D2", "ann@example.com")
+
+
+class ArrivalTriggerTests(TestCase):
+    def test_the_installed_trigger_reads_the_outbox_s_state_and_channel(self):
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+                    "AND name = 'orders_note_arrival'"
+                )
+            else:
+                cursor.execute("SELECT pg_get_functiondef('orders_note_arrival'::regproc)")
+            [sql] = cursor.fetchone()
+
+        self.assertIn(f"state = '{outbox.WAITING}'", sql)
+        if connection.vendor == "postgresql":
+            self.assertIn(f"pg_notify('{outbox.CHANNEL}'", sql)

@@ -3,11 +3,13 @@
 import re
 
 from django.test import Client, TestCase, override_settings
+from django.utils import timezone
 
 from customers.models import Customer
-from orders.models import Order, StopToken
+from orders import outbox
+from orders.models import Order, StopLink
 from orders.tests.smtp import smtp_server
-from R4C.tests.world import BODY, catalog, drain, place, produce
+from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce
 
 SENDER = "R4C <robots@r4c.example.com>"
 # In the raw bytes, where a long header may be folded (CRLF and a space), which every mail
@@ -34,7 +36,7 @@ class StopMailTests(TestCase):
         return raw, message, LINK.search(raw).group(1).decode()
 
     def orders(self) -> dict[str, str]:
-        return dict(Order.objects.values_list("robot_serial", "notice"))
+        return dict(Order.objects.values_list("robot_serial", "state"))
 
     def test_a_notice_carries_both_headers_as_plain_ascii_and_the_factory_s_text(self):
         raw, message, path = self.notice_for("R2-D2")
@@ -49,8 +51,8 @@ class StopMailTests(TestCase):
         self.assertEqual(message.get_content().replace("\r\n", "\n").rstrip("\n"), BODY)
         # Only the hash is stored, never the secret in the link.
         secret = path.split("/")[2]
-        self.assertFalse(StopToken.objects.filter(digest__contains=secret).exists())
-        self.assertEqual(StopToken.objects.count(), 1)
+        self.assertFalse(StopLink.objects.filter(digest__contains=secret).exists())
+        self.assertEqual(StopLink.objects.count(), 1)
 
     def test_one_click_stops_mail_and_a_robot_for_another_waiting_order_sends_nothing(self):
         _, _, path = self.notice_for("R2-D2")
@@ -64,7 +66,7 @@ class StopMailTests(TestCase):
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "Писем на <strong>ann@example.com</strong> больше не будет")
         self.assertEqual(
-            Order.objects.get(robot_serial="R2-A1", customer__email="ann@example.com").notice,
+            Order.objects.get(robot_serial="R2-A1", customer__email="ann@example.com").state,
             "stopped",
         )
         produce("R2-A1")
@@ -87,7 +89,7 @@ class StopMailTests(TestCase):
     def test_a_wrong_or_forged_token_is_refused_with_a_page_and_changes_nothing(self):
         self.notice_for("R2-D2")
         place("R2-A1", "ann@example.com")
-        digest = StopToken.objects.get().digest
+        digest = StopLink.objects.get().digest
         for token in ["x" * 43, digest, "abc", "%00" * 30]:
             for method in ("get", "post"):
                 with self.subTest(token=token, method=method):
@@ -102,7 +104,8 @@ class StopMailTests(TestCase):
         _, _, path = self.notice_for("R2-D2")
         self.provider.post(path)
 
-        place("R2-D2", "ann@example.com")
+        place("R2-D2", "ann@example.com")  # mailed today already: for the next robot
+        produce("R2-D2")
         with smtp_server() as server:
             drain()
 
@@ -118,4 +121,46 @@ class StopMailTests(TestCase):
 
         for answer in (api, page):
             self.assertNotIn(b"/stop/", answer.content)
-        self.assertFalse(StopToken.objects.exists())  # made only when the mail is
+        self.assertFalse(StopLink.objects.exists())  # made only when the mail is
+
+    def press_stop(self, email: str = "ann@example.com") -> None:
+        """What the one-click POST does, for a link of `email`'s last notice."""
+        [secret] = StopLink.issue([Customer.objects.get(email=email)])
+        self.assertEqual(self.provider.post(f"/stop/{secret}/").status_code, 200)
+
+    def test_a_stop_while_a_notice_is_on_the_wire_is_final_when_the_server_says_451(self):
+        self.notice_for("R2-D2")
+        place("R2-A1", "ann@example.com")
+        produce("R2-A1")
+
+        with smtp_server() as server:
+            server.temporary_failures = 1  # the notice on the wire is answered 451
+            deliver_before(before=lambda _: self.press_stop())
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+
+        self.assertEqual(server.recipients(), [])
+        self.assertEqual(self.orders(), {"R2-D2": "sent", "R2-A1": "stopped"})
+        attempt = Order.objects.get(robot_serial="R2-A1").attempt_log.get()
+        self.assertEqual(attempt.code, 451)  # the exchange stays on record
+
+    def test_a_notice_claimed_before_the_stop_is_not_sent(self):
+        self.notice_for("R2-D2")
+        place("R2-A1", "ann@example.com", "bob@example.com")
+        produce("R2-A1")
+        outbox.make_due()
+        _, claimed = outbox.claim(10)
+        self.assertEqual(len(claimed), 2)
+
+        self.press_stop()
+        with smtp_server() as server:
+            Order.objects.update(claimed_until=timezone.now())  # as if its worker died
+            drain()
+
+        self.assertEqual(server.recipients(), ["bob@example.com"])
+        self.assertEqual(
+            dict(
+                Order.objects.values_list("customer__email", "state").filter(robot_serial="R2-A1")
+            ),
+            {"ann@example.com": "stopped", "bob@example.com": "sent"},
+        )

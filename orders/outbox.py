@@ -1,0 +1,342 @@
+"""The one owner of an order's mail: every write to its delivery state is a function here.
+
+An order is the outbox row of the one notice that answers its latest placing. Its state
+columns (`state`, `attempts`, `next_attempt_at`, `claim`, `claimed_until`, `last_error`,
+`notified_at`, `sent_on`, `sent_that_day`, and `placed_at` as the placing that notice
+answers) change only through these transitions:
+
+    from       to        by
+    (new)      waiting   place: no robot of the serial yet, or mailed for it lately
+    (new)      due       place: a robot is in stock
+    waiting    due       make_due: a robot arrived (the database left an Arrival)
+    sent,      waiting   place again: no robot in stock, or mailed for this serial less
+    failed,                than NOTICE_REPEAT_HOURS ago, or the day's cap is reached
+    stopped    due       place again: a robot is in stock
+    due        sending   claim: a worker takes it until claimed_until (its lease)
+    sending    sent      record: the server accepted it
+    sending    due       record: a temporary failure (later), or release (a worker stops)
+    sending    failed    record: rejected for good
+    waiting,   stopped   stop: the address pressed a notice's stop link
+    due,
+    sending
+    failed     due       retry_failed: a manager's admin action
+    sent,      (gone)    purge: done with over NOTICE_RETENTION_DAYS ago
+    stopped,
+    failed
+    any        (gone)    forget: the customer is forgotten
+
+Placing again while the notice is due or being sent changes nothing: that notice answers
+the new placing too, so that a double click mails once. A sending row whose lease ran out
+counts as due. Every write that can meet a worker is one conditional UPDATE (on the claim,
+or on the state it saw); placing locks the order's row for its short transaction.
+
+The arrival trigger (migration 0007, then 0010) reads `WAITING` and `CHANNEL`; a test reads
+the installed trigger back and checks them.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.dispatch import receiver
+from django.utils import timezone
+
+from customers.models import Customer, customer_forgotten
+from orders.models import Arrival, Attempt, Order, RateCounter, State, StopLink
+from robots.models import Robot, Version
+
+log = logging.getLogger(__name__)
+
+# The PostgreSQL channel on which requests and the arrival trigger wake the worker.
+CHANNEL = "r4c_notices"
+WAITING = State.WAITING.value  # what the arrival trigger looks for
+EXPAND_CHUNK = 1000  # orders made due per transaction (bounds SQLite's write lock)
+FIRST_RETRY = timedelta(seconds=30)
+LAST_RETRY = timedelta(hours=6)
+PENDING = [State.DUE, State.SENDING]
+
+
+@dataclass(frozen=True)
+class Placing:
+    """What placing an order did: `last_sent` is set when a recent mail answers it already."""
+
+    order: Order
+    created: bool
+    in_stock: bool
+    last_sent: datetime | None = None
+
+
+def place(email: str, version: Version) -> Placing:
+    """Create or renew the order of `email` for `version`.
+
+    One mail answers each wish: at once through the worker when a robot is in stock, else
+    when one is produced. Raises ValidationError for an address that is not one mailbox.
+    """
+    with transaction.atomic():
+        # The version lock orders this placing against a robot of the serial being inserted
+        # (which locks it FOR SHARE): either we see the robot, or its trigger sees our order.
+        Version.lock(version.pk)
+        customer = Customer.for_address(email)
+        if customer.mail_stopped_at is not None:
+            # A fresh, explicit request: the address wants mail again.
+            Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
+        in_stock = Robot.objects.filter(version=version).exists()
+        order = (
+            Order.objects.select_for_update()
+            .filter(customer=customer, version=version)
+            .select_related("version__model")
+            .first()
+        )
+        now = timezone.now()
+        if order is None:
+            state = State.DUE if in_stock else State.WAITING
+            order = Order.objects.create(
+                customer=customer, version=version, state=state, placed_at=now
+            )
+            placing = Placing(order, True, in_stock)
+        elif order.state in PENDING:
+            placing = Placing(order, False, in_stock)  # that notice answers this placing too
+        else:
+            recent = order.notified_at and now - order.notified_at < _repeat_after()
+            capped = order.sent_on == timezone.localdate() and (
+                order.sent_that_day >= settings.NOTICE_DAILY_CAP
+            )
+            state = State.DUE if in_stock and not recent and not capped else State.WAITING
+            Order.objects.filter(pk=order.pk).update(
+                state=state, attempts=0, next_attempt_at=now, last_error="", placed_at=now
+            )
+            order.state, order.placed_at = state, now
+            placing = Placing(order, False, in_stock, order.notified_at if recent else None)
+        if order.state == State.DUE:
+            wake_worker()
+    return placing
+
+
+def _repeat_after() -> timedelta:
+    return timedelta(hours=settings.NOTICE_REPEAT_HOURS)
+
+
+def wake_worker() -> None:
+    """Tell a waiting worker that notices may be due (PostgreSQL; sent at commit).
+
+    On SQLite the worker polls instead: an indexed read every 0.1 s.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+def stop(link: StopLink) -> int:
+    """Stop all mail to the link's address, also a notice claimed right now. How many."""
+    with transaction.atomic():
+        Customer.objects.filter(pk=link.customer_id).update(mail_stopped_at=timezone.now())
+        pending = Order.objects.filter(
+            customer_id=link.customer_id, state__in=[State.WAITING, *PENDING]
+        )
+        return pending.update(state=State.STOPPED, next_attempt_at=timezone.now())
+
+
+@receiver(customer_forgotten, dispatch_uid="orders.forget")
+def forget(sender, customer: Customer, **kwargs) -> None:
+    """A customer is being forgotten: their orders (and attempts), links and counters go."""
+    Order.objects.filter(customer=customer).delete()
+    buckets = {f"email:{customer.email.lower()}", f"email:{customer.email_key}"}
+    RateCounter.objects.filter(bucket__in=buckets).delete()
+
+
+def retry_failed(orders) -> int:
+    """Make failed notices due again now (the admin's action)."""
+    return orders.filter(state=State.FAILED).update(
+        state=State.DUE, attempts=0, next_attempt_at=timezone.now()
+    )
+
+
+def purge(now=None) -> int:
+    """Forget notices done with over NOTICE_RETENTION_DAYS ago (sent, stopped, failed), with
+    their attempts, the links in them, and customers left with no order. How many notices."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.NOTICE_RETENTION_DAYS)
+    done = Q(state=State.SENT, notified_at__lt=cutoff) | Q(
+        state__in=[State.STOPPED, State.FAILED], next_attempt_at__lt=cutoff
+    )
+    count = Order.objects.filter(done).delete()[1].get(Order._meta.label, 0)
+    StopLink.objects.filter(created_at__lt=cutoff).delete()
+    Customer.objects.filter(created_at__lt=cutoff, orders__isnull=True).delete()
+    return count
+
+
+def backlog() -> dict:
+    """What waits for the worker: notices due or being sent, and since when; arrivals."""
+    now = timezone.now()
+    due = Order.objects.filter(state__in=PENDING, next_attempt_at__lte=now)
+    oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    return {
+        "due": due.count(),
+        "oldest_due_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+        "arrivals": Arrival.objects.count(),
+    }
+
+
+# The worker's side: arrivals, claims, outcomes.
+
+
+def make_due() -> bool:
+    """Make due the notices of the orders waiting for the oldest arrival's serial.
+
+    Idempotent, so several workers may do it at once and a crash half-way loses nothing:
+    the arrivals are deleted only after every waiting order is due.
+    """
+    arrival = Arrival.objects.order_by("pk").first()
+    if arrival is None:
+        return False
+    serial = arrival.serial
+    # Arrivals of the serial that come in meanwhile stay for the next round.
+    last = Arrival.objects.filter(serial=serial).order_by("-pk").values_list("pk", flat=True)
+    last = last.first()
+    if last is None:  # another worker has just finished them
+        return True
+    now = timezone.now()
+    waiting = Order.objects.filter(robot_serial=serial, state=State.WAITING)
+    while True:
+        with transaction.atomic():
+            chunk = list(waiting.order_by("pk").values_list("pk", flat=True)[:EXPAND_CHUNK])
+            if not chunk:
+                break
+            waiting.filter(pk__in=chunk).update(
+                state=State.DUE, attempts=0, next_attempt_at=now, last_error=""
+            )
+    Arrival.objects.filter(serial=serial, pk__lte=last).delete()
+    return True
+
+
+def _due(now) -> Q:
+    return Q(state=State.DUE, next_attempt_at__lte=now) | Q(
+        state=State.SENDING, claimed_until__lt=now
+    )
+
+
+def has_work() -> bool:
+    """Is anything to make due or to send? Two indexed reads, no lock."""
+    return Arrival.objects.exists() or Order.objects.filter(_due(timezone.now())).exists()
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.NOTICE_LEASE_SECONDS)
+
+
+def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
+    """Take up to `limit` due notices (or notices whose worker's lease ran out).
+
+    Addresses that stopped mail are left out. Each order comes with `stop_secret`, the secret
+    of the stop link its message will carry: made with the claim, one INSERT a batch, so
+    that sending a message writes nothing first.
+    """
+    now = timezone.now()
+    tag = uuid.uuid4()
+    due = _due(now) & Q(customer__mail_stopped_at__isnull=True)
+    # A plain read first: an idle sender must not take SQLite's write lock.
+    if not Order.objects.filter(due).exists():
+        return tag, []
+    order = ("attempts", "next_attempt_at", "pk")
+    with transaction.atomic():
+        # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows.
+        ids = list(
+            Order.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(due)
+            .order_by(*order)
+            .values_list("pk", flat=True)[:limit]
+        )
+        # Conditional on `due` still holding: on SQLite the write lock makes this the claim.
+        Order.objects.filter(due, pk__in=ids).update(
+            state=State.SENDING, claim=tag, claimed_until=now + _lease()
+        )
+        mine = Order.objects.filter(claim=tag, state=State.SENDING)
+        mine = list(mine.select_related("customer").order_by(*order))
+        for claimed, secret in zip(mine, StopLink.issue([o.customer for o in mine]), strict=True):
+            claimed.stop_secret = secret
+    return tag, mine
+
+
+def take(tag: uuid.UUID, order: Order) -> bool:
+    """Right before its message goes: is the notice still this claim's, and its address not
+    stopped? Renews its lease. False: it was stopped, forgotten or taken over; do not send."""
+    return bool(
+        Order.objects.filter(
+            pk=order.pk, claim=tag, state=State.SENDING, customer__mail_stopped_at__isnull=True
+        ).update(claimed_until=timezone.now() + _lease())
+    )
+
+
+def why_not_mine(tag: uuid.UUID, order: Order) -> str:
+    """For the log: what became of a claimed notice that is no longer this claim's."""
+    now = Order.objects.filter(pk=order.pk).values_list("state", "claim").first()
+    if now is None:
+        return "it was deleted (its customer forgotten)"
+    if now[0] == State.STOPPED:
+        return "its address stopped mail"
+    return "its lease ran out and another worker took it"
+
+
+def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
+    """Record one notice's attempt and outcome, and renew the rest of the claim.
+
+    False, recording nothing about the state, if the notice is no longer this claim's.
+    """
+    now = attempt.at
+    outcome = attempt.outcome
+    if outcome == Attempt.Outcome.SENT:
+        today = timezone.localdate()
+        change = {
+            "state": State.SENT,
+            "notified_at": now,
+            "next_attempt_at": now,
+            "attempts": F("attempts") + 1,
+            "last_error": "",
+            "sent_that_day": Case(
+                When(sent_on=today, then=F("sent_that_day") + 1), default=Value(1)
+            ),
+            "sent_on": today,
+        }
+    elif outcome == Attempt.Outcome.RETRY:
+        # Growing delays: 30 s, 1 min, 2 min, ... up to 6 h, until the server takes it.
+        delay = min(FIRST_RETRY * 2**order.attempts, LAST_RETRY)
+        change = {
+            "state": State.DUE,
+            "next_attempt_at": now + delay,
+            "attempts": F("attempts") + 1,
+            "last_error": attempt.reply,
+        }
+    else:
+        change = {
+            "state": State.FAILED,
+            "next_attempt_at": now,
+            "attempts": F("attempts") + 1,
+            "last_error": attempt.reply,
+        }
+    mine = Order.objects.filter(claim=tag, state=State.SENDING)
+    attempt.pk = None  # a retried transaction inserts it anew
+    attempt.order_id = order.pk
+    with transaction.atomic():
+        if mine.filter(pk=order.pk).update(**change, claim=None, claimed_until=None):
+            attempt.save()
+            mine.update(claimed_until=timezone.now() + _lease())
+            return True
+        # Stopped meanwhile: its attempt is still on record. Forgotten: nothing is.
+        if Order.objects.select_for_update().filter(pk=order.pk).exists():
+            attempt.save()
+        return False
+
+
+def renew(tag: uuid.UUID) -> bool:
+    """Extend the lease of a claim's unsent notices; False if none is this claim's any more."""
+    mine = Order.objects.filter(claim=tag, state=State.SENDING)
+    return bool(mine.update(claimed_until=timezone.now() + _lease()))
+
+
+def release(tag: uuid.UUID) -> None:
+    """Give a claim's unsent notices back, due as they were (a stopping worker)."""
+    mine = Order.objects.filter(claim=tag, state=State.SENDING)
+    mine.update(state=State.DUE, claim=None, claimed_until=None)
