@@ -75,7 +75,7 @@ def env_list(name: str, default: str) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 
 # Machines must send an API key to POST /add_robot/ and GET /download/ (managers signed in to
-# the admin may download too). Off in development, so that the README's curl lines work.
+# the admin may download too). Off in development, so that the curl lines in docs/api.md work.
 API_KEYS_REQUIRED = env_bool("API_KEYS_REQUIRED", not DEBUG)
 
 # /create_order/ is public: orders a client address may place per minute, and orders per
@@ -220,7 +220,7 @@ if DEBUG:
     # `make run` serves static files without collectstatic.
     STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
-# Behind a reverse proxy that terminates TLS (see the README). HTTPS: plain HTTP is
+# Behind a reverse proxy that terminates TLS (docs/production.md). HTTPS: plain HTTP is
 # redirected, cookies are sent over HTTPS only, and browsers are told to come back over
 # HTTPS only (HSTS). PROXY_SSL_HEADER trusts the proxy's X-Forwarded-Proto: only where a
 # proxy sets it, or any client could claim HTTPS.

@@ -46,7 +46,7 @@ def check_mail_settings(app_configs, **kwargs) -> list[Warning]:
             f"DEFAULT_FROM_EMAIL ({settings.DEFAULT_FROM_EMAIL}) {problem}: mailbox providers "
             "will reject or junk the notices.",
             hint="Send from an address at the factory's own domain, with SPF, DKIM and DMARC "
-            "set up for it (README: Running in production).",
+            "set up for it (docs/production.md: Sender identity).",
             id="orders.W001",
         )
     ]

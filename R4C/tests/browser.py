@@ -33,7 +33,7 @@ def need(*programs: str) -> None:
     raise unittest.SkipTest(message)
 
 
-# Where the tests leave a screenshot of each page (CI keeps them as artifacts; the README's
+# Where the tests leave a screenshot of each page (CI keeps them as artifacts; docs/pages.md's
 # pictures are copies of them).
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 

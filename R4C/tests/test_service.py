@@ -232,7 +232,7 @@ class ServiceTests(TransactionTestCase):
             call(self.b, "GET", "/static/admin/css/base.css")[0], 200
         )  # static files served, hashed by collectstatic
 
-        # The factory's line gets its key from the command the README gives.
+        # The factory's line gets its key from the command docs/api.md gives.
         key = subprocess.run(
             [sys.executable, "manage.py", "create_api_key", "line 1"],
             cwd=ROOT,

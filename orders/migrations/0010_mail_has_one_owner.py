@@ -5,60 +5,19 @@ import importlib
 import django.db.models.deletion
 from django.db import migrations, models
 
-# The arrival trigger of 0007, on the renamed column: it looks for orders in the state
-# orders.outbox.WAITING and wakes the worker on orders.outbox.CHANNEL (a test reads the
-# installed trigger back and checks both).
-POSTGRESQL = """
-CREATE FUNCTION orders_note_arrival() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (
-        SELECT 1 FROM orders_order WHERE robot_serial = NEW.serial AND state = 'waiting'
-    ) THEN
-        INSERT INTO orders_arrival (serial, created_at) VALUES (NEW.serial, now());
-        PERFORM pg_notify('r4c_notices', '');  -- wakes the worker at commit
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER orders_note_arrival AFTER INSERT ON robots_robot
-    FOR EACH ROW EXECUTE FUNCTION orders_note_arrival();
-"""
-
-SQLITE = """
-CREATE TRIGGER orders_note_arrival AFTER INSERT ON robots_robot FOR EACH ROW
-WHEN EXISTS (
-    SELECT 1 FROM orders_order WHERE robot_serial = NEW.serial AND state = 'waiting'
-)
-BEGIN
-    INSERT INTO orders_arrival (serial, created_at)
-    VALUES (NEW.serial, strftime('%Y-%m-%d %H:%M:%f', 'now'));
-END;
-"""
-
-
-def _execute(schema_editor, sql: str) -> None:
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(sql)
+# The arrival trigger of 0007, on the renamed column. It looks for orders in the state
+# orders.outbox.WAITING and wakes the worker on orders.outbox.CHANNEL: a test reads the
+# installed trigger back and checks both.
+arrival = importlib.import_module("orders.migrations.0007_arrival_trigger")
+SQL = {
+    "postgresql": arrival.POSTGRESQL.replace("notice = 'waiting'", "state = 'waiting'"),
+    "sqlite": arrival.SQLITE.replace("notice = 'waiting'", "state = 'waiting'"),
+}
 
 
 def create_trigger(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    _execute(schema_editor, {"postgresql": POSTGRESQL, "sqlite": SQLITE}[vendor])
-
-
-def drop_trigger(apps, schema_editor):
-    _execute(schema_editor, DROP[schema_editor.connection.vendor])
-
-
-def create_old_trigger(apps, schema_editor):
-    old = importlib.import_module("orders.migrations.0007_arrival_trigger")
-    old.create(apps, schema_editor)
-
-
-DROP = {
-    "postgresql": "DROP TRIGGER orders_note_arrival ON robots_robot; "
-    "DROP FUNCTION orders_note_arrival();",
-    "sqlite": "DROP TRIGGER orders_note_arrival;",
-}
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(SQL[schema_editor.connection.vendor])
 
 
 class Migration(migrations.Migration):
@@ -70,7 +29,7 @@ class Migration(migrations.Migration):
 
     operations = [
         # The trigger reads the column renamed below; SQLite rebuilds the table.
-        migrations.RunPython(drop_trigger, create_old_trigger),
+        migrations.RunPython(arrival.drop, arrival.create),
         migrations.CreateModel(
             name="Attempt",
             fields=[
@@ -181,5 +140,5 @@ class Migration(migrations.Migration):
             model_name="order",
             name="placed_again",
         ),
-        migrations.RunPython(create_trigger, drop_trigger),
+        migrations.RunPython(create_trigger, arrival.drop),
     ]
