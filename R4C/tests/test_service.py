@@ -31,7 +31,7 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from orders.tests.smtp import free_port, smtp_server
-from R4C.tests.world import database_url, wait_for
+from R4C.tests.world import database_url, environment, wait_for
 from robots.models import ApiKey, Model, Robot, Version
 
 pytestmark = pytest.mark.slow
@@ -194,12 +194,12 @@ class ServiceTests(TransactionTestCase):
         _, self.key = ApiKey.issue("production line")
 
     def test_a_manager_the_factory_and_customers_use_it_over_http(self):
-        env = os.environ | {
-            "DATABASE_URL": database_url(),
-            "DJANGO_SUPERUSER_USERNAME": "director",
-            "DJANGO_SUPERUSER_PASSWORD": "a-long-password-for-the-test",
-            "DJANGO_SUPERUSER_EMAIL": "director@r4c.test",
-        }
+        env = environment(
+            DATABASE_URL=database_url(),
+            DJANGO_SUPERUSER_USERNAME="director",
+            DJANGO_SUPERUSER_PASSWORD="a-long-password-for-the-test",
+            DJANGO_SUPERUSER_EMAIL="director@r4c.test",
+        )
         subprocess.run(
             [sys.executable, "manage.py", "createsuperuser", "--noinput"],
             cwd=ROOT,

@@ -4,6 +4,7 @@ Build it with plain model calls, as a request or an admin would; test modules im
 helpers, never each other.
 """
 
+import os
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,6 +60,12 @@ def wait_for(condition, seconds: float = 15) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def environment(**env: str) -> dict[str, str]:
+    """For a process a test starts: this environment, but R4C's own settings module (as
+    manage.py and the servers load it), not the suite's, and these variables."""
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | env
 
 
 def database_url() -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from customers.models import Customer
 from orders.models import Order, StopLink
 from orders.tests.smtp import smtp_server
-from R4C.tests.world import catalog, database_url, drain, place, produce, wait_for
+from R4C.tests.world import catalog, database_url, drain, environment, place, produce, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,7 @@ class WorkerProcessTests(TransactionTestCase):
     def start_worker(self, smtp_port: int, **env) -> subprocess.Popen:
         """The worker as its own process; `communicate()` gives what it logged. Its log goes
         to a file, not a pipe that nobody reads while it runs (a full pipe blocks it)."""
-        unset = {"DEBUG", "NOTICE_CONNECTIONS", "DJANGO_SETTINGS_MODULE"}  # R4C's own settings
-        env = {k: v for k, v in os.environ.items() if k not in unset} | {
+        env = environment(DEBUG="", NOTICE_CONNECTIONS="") | {
             "DATABASE_URL": database_url(),
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(smtp_port),
