@@ -11,8 +11,8 @@ What holds, and why:
   one short transaction, conditional on the claim. A database that drops its connections
   or refuses them is retried for as long as the lease holds, and no other message is sent
   meanwhile: an outage shorter than the lease mails no one twice.
-- A live worker's lease never lapses during an exchange, however slowly the server
-  answers: a heartbeat renews it while one is under way.
+- A live worker's lease never lapses, however slowly the server answers: a heartbeat
+  renews it every third of the lease while the batch is being sent.
 - A worker killed mid-exchange leaves at most its message in flight per connection in
   doubt; that message goes again with the same Message-ID, so receivers can tell.
 - A failing recipient delays no other: after a connection-level failure the sender
@@ -32,7 +32,7 @@ from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from customers.models import ascii_address
@@ -108,7 +108,7 @@ class MailConnection:
         """Send the order's notice, opening the connection if needed: the attempt, unsaved.
 
         After a failure that leaves the connection unusable it is closed, so that the next
-        message opens a new one. `unreachable` is set on an attempt that found no server.
+        message opens a new one.
         """
         started = time.monotonic()
         try:
@@ -116,9 +116,7 @@ class MailConnection:
         except (OSError, smtplib.SMTPException) as error:
             # Down, refusing or too slow: nothing was sent.
             self.close()
-            attempt = _attempt(started, Attempt.Outcome.RETRY, None, _words(error))
-            attempt.unreachable = True
-            return attempt
+            return _attempt(started, Attempt.Outcome.RETRY, None, _words(error), unreachable=True)
         try:
             self.mailer.send_messages([message_for(order)])
         except smtplib.SMTPRecipientsRefused as error:
@@ -147,33 +145,36 @@ def _words(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _attempt(started: float, outcome: str, code: int | None, reply: str | bytes) -> Attempt:
+def _attempt(
+    started: float, outcome: str, code: int | None, reply: str | bytes, unreachable=False
+) -> Attempt:
     if isinstance(reply, bytes):
         reply = reply.decode(errors="replace")
     text = f"{code} {reply}" if code and reply else reply
-    return Attempt(
+    attempt = Attempt(
         at=timezone.now(),
         outcome=outcome,
         code=code,
         reply=text[:1000],
         seconds=round(time.monotonic() - started, 3),
     )
+    attempt.unreachable = unreachable  # no server answered: nothing was sent
+    return attempt
 
 
 class Claim:
     """A claimed batch, and until when this worker knows its lease holds."""
 
-    def __init__(self, tag: uuid.UUID, orders: list[Order]):
-        self.tag, self.orders = tag, orders
+    def __init__(self, tag: uuid.UUID):
+        self.tag = tag
         self.held_until = time.monotonic() + settings.NOTICE_LEASE_SECONDS
 
     def write(self, change: Callable, *args):
-        """Run `change(*args)` in a transaction; after a lost or refused connection, again and again
-        while the lease holds, so that an accepted message's outcome is not lost."""
+        """`change(*args)`; after a lost or refused connection, again and again while the
+        lease holds, so that an accepted message's outcome is not lost."""
         for attempt in itertools.count():
             try:
-                with transaction.atomic():
-                    result = change(*args)
+                result = change(*args)
                 self.held_until = time.monotonic() + settings.NOTICE_LEASE_SECONDS
                 return result
             except (OperationalError, InterfaceError) as error:
@@ -186,7 +187,7 @@ class Claim:
 
     @contextmanager
     def kept_alive(self):
-        """While an exchange lasts, renew the lease every third of it: a server that answers
+        """While the batch is sent, renew its lease every third of it: a server that answers
         slowly but surely must not let the lease lapse under a live worker."""
         done = threading.Event()
 
@@ -216,26 +217,26 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
     tag, orders = outbox.claim(BATCH)
     if not orders:
         return False
-    batch = Claim(tag, orders)
-    for order in orders:
-        if stop is not None and stop.is_set():
-            batch.write(outbox.release, tag)
-            return True
-        if not batch.write(outbox.take, tag, order):
-            reason = batch.write(outbox.why_not_mine, tag, order)
-            log.info("order %s: not sent: %s", order.pk, reason)
-            continue
-        with batch.kept_alive():
+    batch = Claim(tag)
+    with batch.kept_alive():
+        for index, order in enumerate(orders):
+            if stop is not None and stop.is_set():
+                batch.write(outbox.release, tag)
+                break
+            if not batch.write(outbox.take, tag, order):
+                reason = batch.write(outbox.why_not_mine, tag, order)
+                log.info("order %s: not sent: %s", order.pk, reason)
+                continue
             attempt = mail.send(order)
-        _log(order, attempt)
-        if not batch.write(outbox.record, tag, order, attempt):
-            reason = batch.write(outbox.why_not_mine, tag, order)
-            log.warning("order %s: outcome not recorded: %s", order.pk, reason)
-        if getattr(attempt, "unreachable", False):
-            # No server to talk to: the rest of the batch waits for the same retry.
-            for rest in orders[orders.index(order) + 1 :]:
-                batch.write(outbox.record, tag, rest, attempt)
-            return True
+            _log(order, attempt)
+            if not batch.write(outbox.record, tag, order, attempt):
+                reason = batch.write(outbox.why_not_mine, tag, order)
+                log.warning("order %s: outcome not recorded: %s", order.pk, reason)
+            if attempt.unreachable:
+                # No server to talk to: the rest of the batch waits for the same retry.
+                for rest in orders[index + 1 :]:
+                    batch.write(outbox.record, tag, rest, attempt)
+                break
     return True
 
 
@@ -347,6 +348,10 @@ def watch(stop: threading.Event, bell: Bell) -> None:
                 IdempotentAnswer.purge()
                 outbox.purge()
                 tidy_at = time.monotonic() + TIDY_EVERY
+            # Arrivals are made due here, once, before the senders are woken: sixteen senders
+            # racing for one arrival would only queue on its rows.
+            while outbox.make_due():
+                pass
             if outbox.has_work():
                 bell.ring()
             if connection.vendor != "postgresql":

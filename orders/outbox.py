@@ -99,7 +99,9 @@ def place(email: str, version: Version) -> Placing:
             )
             placing = Placing(order, True, in_stock)
         elif order.state in PENDING:
-            placing = Placing(order, False, in_stock)  # that notice answers this placing too
+            # That notice answers this placing too; one that waits to retry is tried now.
+            Order.objects.filter(pk=order.pk, state=State.DUE).update(next_attempt_at=now)
+            placing = Placing(order, False, in_stock)
         else:
             recent = order.notified_at and now - order.notified_at < _repeat_after()
             capped = order.sent_on == timezone.localdate() and (
@@ -281,7 +283,7 @@ def why_not_mine(tag: uuid.UUID, order: Order) -> str:
 
 
 def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
-    """Record one notice's attempt and outcome, and renew the rest of the claim.
+    """Record one notice's attempt and its outcome, in one transaction.
 
     False, recording nothing about the state, if the notice is no longer this claim's.
     """
@@ -316,13 +318,12 @@ def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
             "attempts": F("attempts") + 1,
             "last_error": attempt.reply,
         }
-    mine = Order.objects.filter(claim=tag, state=State.SENDING)
     attempt.pk = None  # a retried transaction inserts it anew
     attempt.order_id = order.pk
     with transaction.atomic():
-        if mine.filter(pk=order.pk).update(**change, claim=None, claimed_until=None):
+        mine = Order.objects.filter(pk=order.pk, claim=tag, state=State.SENDING)
+        if mine.update(**change, claim=None, claimed_until=None):
             attempt.save()
-            mine.update(claimed_until=timezone.now() + _lease())
             return True
         # Stopped meanwhile: its attempt is still on record. Forgotten: nothing is.
         if Order.objects.select_for_update().filter(pk=order.pk).exists():
