@@ -232,13 +232,15 @@ def _lease() -> timedelta:
 def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
     """Take up to `limit` due notices (or notices whose worker's lease ran out).
 
-    Addresses that stopped mail are left out. Each order comes with `stop_secret`, the secret
+    Each order comes with `stop_secret`, the secret
     of the stop link its message will carry: made with the claim, one INSERT a batch, so
     that sending a message writes nothing first.
     """
     now = timezone.now()
     tag = uuid.uuid4()
-    due = _due(now) & Q(customer__mail_stopped_at__isnull=True)
+    # A stop makes its address's notices `stopped` in one UPDATE (see `stop`), so `due` leaves
+    # them out; joining the customers here would cost PostgreSQL half its delivery rate.
+    due = _due(now)
     # A plain read first: an idle sender must not take SQLite's write lock.
     if not Order.objects.filter(due).exists():
         return tag, []
@@ -246,7 +248,7 @@ def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
     with transaction.atomic():
         # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows.
         ids = list(
-            Order.objects.select_for_update(skip_locked=True, of=("self",))
+            Order.objects.select_for_update(skip_locked=True)
             .filter(due)
             .order_by(*order)
             .values_list("pk", flat=True)[:limit]

@@ -6,11 +6,13 @@ and a real SMTP server, and makes the fault happen for real.
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 from collections import Counter
+from contextlib import closing, suppress
 from pathlib import Path
 from unittest import skipUnless
 
@@ -136,6 +138,57 @@ class WorkerProcessTests(TransactionTestCase):
         # The worker carried on by itself; at most the messages in flight went twice.
         self.assertLessEqual(sum(n - 1 for n in counts.values()), 2)
         self.assertIn("database connection lost", stderr)
+
+    @skipUnless(
+        connection.vendor == "sqlite" and os.geteuid() == 0,
+        "a small disk of its own (a tmpfs) takes root; CI runs as root",
+    )
+    def test_a_disk_full_for_15_s_mid_batch_doubles_nothing(self):
+        emails = [f"customer{i:03}@example.com" for i in range(100)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+        disk = Path(tempfile.mkdtemp())
+        self.addCleanup(disk.rmdir)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk], check=True)
+        self.addCleanup(subprocess.run, ["umount", disk], check=True)
+        # The test database, copied onto that disk for the worker: its WAL grows there.
+        database = disk / "r4c.sqlite3"
+        connection.ensure_connection()
+        with closing(sqlite3.connect(database)) as copy:
+            connection.connection.backup(copy)
+        filler = disk / "filler"
+
+        def fill() -> None:
+            with open(filler, "wb") as out, suppress(OSError):
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+
+        def outage(accepted: int):
+            if accepted == 30:  # off the server's event loop, which must go on answering
+                threading.Thread(target=fill).start()
+                threading.Timer(15, filler.unlink).start()
+
+        def unsent() -> int:
+            with closing(sqlite3.connect(database)) as db:
+                query = "SELECT COUNT(*) FROM orders_order WHERE state != 'sent'"
+                return db.execute(query).fetchone()[0]
+
+        with smtp_server() as server:
+            server.on_accept = outage
+            worker = self.start_worker(
+                server.port,
+                DATABASE_URL=f"sqlite:///{database}",
+                NOTICE_CONNECTIONS="4",
+                NOTICE_LEASE_SECONDS="30",
+            )
+            self.assertTrue(wait_for(lambda: len(server.messages) >= 100, seconds=90))
+            self.assertTrue(wait_for(lambda: unsent() == 0, seconds=30))
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+
+        self.assertEqual(server.recipients(), sorted(emails))  # each once
+        self.assertIn("database or disk is full", stderr)
 
     def test_a_reply_that_trickles_in_for_longer_than_the_lease_mails_each_customer_once(self):
         emails = [f"customer{i}@example.com" for i in range(2)]
