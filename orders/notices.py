@@ -223,7 +223,8 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
             if stop is not None and stop.is_set():
                 batch.write(outbox.release, tag)
                 break
-            if not batch.write(outbox.take, tag, order):
+            # The claim itself was the check for the first message, a moment ago.
+            if index and not batch.write(outbox.take, tag, order):
                 reason = batch.write(outbox.why_not_mine, tag, order)
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
