@@ -1,15 +1,20 @@
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
+from orders.models import Worker
 from orders.outbox import backlog
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
 
 
 @allow_methods("GET", "HEAD")
 def healthz(request: HttpRequest) -> JsonResponse:
-    """For a load balancer or a monitor: is the database there, and is the worker keeping up?"""
+    """For a load balancer or a monitor: is the database there, and is the worker keeping up?
+
+    200 whenever the database answers, also with the worker down or mail stuck: those are
+    for a monitor to alert on, not a reason for a load balancer to take this node out.
+    """
     try:
-        notices = backlog()
+        notices = backlog() | {"worker_seen_seconds": Worker.seen_seconds()}
     except DatabaseError:
         return problem(503, "The database does not answer.", retry_after=UNAVAILABLE_RETRY_AFTER)
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})

@@ -42,6 +42,9 @@ class Order(models.Model):
     state = models.CharField("письмо", max_length=7, choices=State, default=State.WAITING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When the notice last became due (placed in stock, its robot arrived, a manager's retry):
+    # how long a notice not yet accepted has waited, whatever its retries.
+    due_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The worker sending this notice, and until when; past that, another may take it.
     claim = models.UUIDField(null=True, blank=True, editable=False)
     claimed_until = models.DateTimeField(null=True, blank=True)
@@ -120,6 +123,35 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.code or ''} {self.outcome}"
+
+
+class Worker(models.Model):
+    """A notice worker process, and when it last showed it is alive (every WORKER_BEAT s)."""
+
+    name = models.CharField(max_length=200, unique=True)  # host:pid
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name, verbose_name_plural = "обработчик писем", "обработчики писем"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def seen(cls, name: str) -> None:
+        if not cls.objects.filter(name=name).update(seen_at=timezone.now()):
+            cls.objects.create(name=name, seen_at=timezone.now())
+
+    @classmethod
+    def seen_seconds(cls) -> float | None:
+        """Seconds since any worker last showed it is alive; None if none ever did."""
+        last = cls.objects.order_by("-seen_at").values_list("seen_at", flat=True).first()
+        return round((timezone.now() - last).total_seconds(), 1) if last else None
+
+    @classmethod
+    def purge(cls) -> int:
+        """Forget workers not seen for a day (the worker calls this now and then)."""
+        return cls.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()[0]
 
 
 class Arrival(models.Model):

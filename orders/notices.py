@@ -22,7 +22,9 @@ What holds, and why:
 
 import itertools
 import logging
+import os
 import smtplib
+import socket
 import threading
 import time
 import uuid
@@ -37,7 +39,7 @@ from django.utils import timezone
 
 from customers.models import ascii_address
 from orders import outbox
-from orders.models import Attempt, Order, RateCounter
+from orders.models import Attempt, Order, RateCounter, Worker
 from robots.models import IdempotentAnswer
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ BATCH = 10
 # leases that came due with time.
 POLL = {"sqlite": 0.1, "postgresql": 1.0}
 TIDY_EVERY = 600  # seconds between purges of what has expired (counters, answers, notices)
+WORKER_BEAT = 5  # seconds between a worker's signs of life (/healthz: worker_seen_seconds)
 
 
 def message_for(order: Order) -> EmailMessage:
@@ -138,6 +141,12 @@ class MailConnection:
             # The connection broke (or timed out) mid-exchange.
             self.close()
             return _attempt(started, Attempt.Outcome.RETRY, None, _words(error))
+        except Exception as error:
+            # A notice that cannot be made or sent, for a reason nobody foresaw, fails alone:
+            # the worker lives on, and the rest of the batch goes, on a fresh connection.
+            log.exception("order %s: its notice could not be sent", order.pk)
+            self.close()
+            return _attempt(started, Attempt.Outcome.FAILED, None, _words(error))
         return _attempt(started, Attempt.Outcome.SENT, 250, "")
 
 
@@ -341,12 +350,17 @@ def watch(stop: threading.Event, bell: Bell) -> None:
     """Wake the senders when anything is due (LISTEN on PostgreSQL, polling on SQLite), and
     forget what has expired now and then."""
     listening = None
-    tidy_at = 0.0
+    tidy_at = beat_at = 0.0
+    name = f"{socket.gethostname()}:{os.getpid()}"
     while not stop.is_set():
         try:
+            if time.monotonic() > beat_at:
+                Worker.seen(name)
+                beat_at = time.monotonic() + WORKER_BEAT
             if time.monotonic() > tidy_at:
                 RateCounter.purge()
                 IdempotentAnswer.purge()
+                Worker.purge()
                 outbox.purge()
                 tidy_at = time.monotonic() + TIDY_EVERY
             # Arrivals are made due here, once, before the senders are woken: sixteen senders

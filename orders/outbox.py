@@ -1,9 +1,9 @@
 """The one owner of an order's mail: every write to its delivery state is a function here.
 
 An order is the outbox row of the one notice that answers its latest placing. Its state
-columns (`state`, `attempts`, `next_attempt_at`, `claim`, `claimed_until`, `last_error`,
-`notified_at`, `sent_on`, `sent_that_day`, and `placed_at` as the placing that notice
-answers) change only through these transitions:
+columns (`state`, `attempts`, `next_attempt_at`, `due_at`, `claim`, `claimed_until`,
+`last_error`, `notified_at`, `sent_on`, `sent_that_day`, and `placed_at` as the placing that
+notice answers) change only through these transitions:
 
     from       to        by
     (new)      waiting   place: no robot of the serial yet, or mailed for it lately
@@ -95,7 +95,7 @@ def place(email: str, version: Version) -> Placing:
         if order is None:
             state = State.DUE if in_stock else State.WAITING
             order = Order.objects.create(
-                customer=customer, version=version, state=state, placed_at=now
+                customer=customer, version=version, state=state, placed_at=now, due_at=now
             )
             placing = Placing(order, True, in_stock)
         elif order.state in PENDING:
@@ -109,7 +109,12 @@ def place(email: str, version: Version) -> Placing:
             )
             state = State.DUE if in_stock and not recent and not capped else State.WAITING
             Order.objects.filter(pk=order.pk).update(
-                state=state, attempts=0, next_attempt_at=now, last_error="", placed_at=now
+                state=state,
+                attempts=0,
+                next_attempt_at=now,
+                due_at=now,
+                last_error="",
+                placed_at=now,
             )
             order.state, order.placed_at = state, now
             placing = Placing(order, False, in_stock, order.notified_at if recent else None)
@@ -153,7 +158,7 @@ def forget(sender, customer: Customer, **kwargs) -> None:
 def retry_failed(orders) -> int:
     """Make failed notices due again now (the admin's action)."""
     return orders.filter(state=State.FAILED).update(
-        state=State.DUE, attempts=0, next_attempt_at=timezone.now()
+        state=State.DUE, attempts=0, next_attempt_at=timezone.now(), due_at=timezone.now()
     )
 
 
@@ -171,15 +176,25 @@ def purge(now=None) -> int:
 
 
 def backlog() -> dict:
-    """What waits for the worker: notices due or being sent, and since when; arrivals."""
+    """What waits for the worker: notices due now, and since when; notices not yet accepted
+    by the mail server (due, being sent, or waiting to retry), and since when they are due;
+    arrivals not yet made due."""
     now = timezone.now()
     due = Order.objects.filter(state__in=PENDING, next_attempt_at__lte=now)
     oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    unsent = Order.objects.filter(state__in=PENDING)
+    since = unsent.order_by("due_at").values_list("due_at", flat=True).first()
     return {
         "due": due.count(),
-        "oldest_due_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+        "oldest_due_seconds": _age(now, oldest),
+        "unsent": unsent.count(),
+        "oldest_unsent_seconds": _age(now, since),
         "arrivals": Arrival.objects.count(),
     }
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return round((now - since).total_seconds(), 1) if since else 0
 
 
 # The worker's side: arrivals, claims, outcomes.
@@ -208,7 +223,7 @@ def make_due() -> bool:
             if not chunk:
                 break
             waiting.filter(pk__in=chunk).update(
-                state=State.DUE, attempts=0, next_attempt_at=now, last_error=""
+                state=State.DUE, attempts=0, next_attempt_at=now, due_at=now, last_error=""
             )
     Arrival.objects.filter(serial=serial, pk__lte=last).delete()
     return True

@@ -2,16 +2,20 @@
 
 import sqlite3
 import tempfile
+import time
+from datetime import timedelta
 from pathlib import Path
 from unittest import skipUnless
 
 from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings
 from django.urls import get_resolver
+from django.utils import timezone
 
-from orders.models import Order
+from orders.models import Order, Worker
+from orders.tests.smtp import smtp_server
 from R4C.tests.problem import ProblemAssertions
-from R4C.tests.world import catalog, database_down, place, produce
+from R4C.tests.world import catalog, database_down, drain, place, produce
 from robots.models import Robot
 
 ROBOT = '{"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
@@ -31,10 +35,47 @@ class HealthTests(TestCase):
             {
                 "status": "ok",
                 "database": "ok",
-                "notices": {"due": 0, "oldest_due_seconds": 0, "arrivals": 1},
+                "notices": {
+                    "due": 0,
+                    "oldest_due_seconds": 0,
+                    "unsent": 0,
+                    "oldest_unsent_seconds": 0,
+                    "arrivals": 1,
+                    "worker_seen_seconds": None,  # no worker ever ran
+                },
             },
         )
         self.assertNotIn("SECRET", response.content.decode().upper())
+
+    def notices(self) -> dict:
+        response = self.client.get("/healthz")
+        self.assertEqual(response.status_code, 200)  # stuck mail is no reason to leave
+        return response.json()["notices"]
+
+    def test_a_notice_waiting_to_retry_counts_as_unsent_until_the_server_takes_it(self):
+        catalog()
+        produce("R2-D2")
+        place("R2-D2", "ann@example.com")
+        with smtp_server() as server:
+            server.temporary_failures = 1
+            drain()
+            first = self.notices()
+            time.sleep(0.3)
+            later = self.notices()
+            self.assertEqual((first["due"], first["unsent"]), (0, 1))  # due later, unsent now
+            self.assertGreater(later["oldest_unsent_seconds"], first["oldest_unsent_seconds"])
+
+            Order.objects.update(next_attempt_at=timezone.now())
+            drain()
+
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+        self.assertEqual(
+            (self.notices()["unsent"], self.notices()["oldest_unsent_seconds"]), (0, 0)
+        )
+
+    def test_it_says_how_long_ago_a_worker_was_seen(self):
+        Worker.objects.create(name="host:1", seen_at=timezone.now() - timedelta(seconds=42))
+        self.assertAlmostEqual(self.notices()["worker_seen_seconds"], 42, delta=2)
 
 
 class DatabaseDownTests(ProblemAssertions, TransactionTestCase):

@@ -5,12 +5,14 @@ and a real SMTP server, and makes the fault happen for real.
 """
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from contextlib import closing, suppress
 from pathlib import Path
@@ -30,6 +32,31 @@ from R4C.tests.world import catalog, database_url, drain, environment, place, pr
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+# Loaded by the worker's Python at start-up (PYTHONPATH): one notice cannot be made.
+POISON = """
+import django
+
+setup = django.setup
+
+
+def poisoned_setup(*args, **kwargs):
+    setup(*args, **kwargs)
+    import orders.notices
+
+    made = orders.notices.message_for
+
+    def message_for(order):
+        if order.customer.email.startswith("poison@"):
+            raise RuntimeError("poisoned")
+        return made(order)
+
+    orders.notices.message_for = message_for
+
+
+django.setup = poisoned_setup
+"""
 
 
 class WorkerProcessTests(TransactionTestCase):
@@ -274,6 +301,72 @@ class WorkerProcessTests(TransactionTestCase):
 
         self.assertEqual(server.recipients(), sorted(emails))  # each once
         self.assertIn("database connection lost; recording again", stderr)
+
+    def test_a_worker_killed_is_seen_as_gone_by_healthz(self):
+        with smtp_server() as server:
+            worker = self.start_worker(server.port)
+            self.assertTrue(wait_for(self.worker_seen, seconds=30))
+            self.assertLess(self.health()["worker_seen_seconds"], 10)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+            self.assertTrue(
+                wait_for(lambda: self.health()["worker_seen_seconds"] > 25, seconds=60)
+            )
+
+    def health(self) -> dict:
+        response = Client().get("/healthz")
+        self.assertEqual(response.status_code, 200)  # a dead worker is no reason to leave
+        return response.json()["notices"]
+
+    def worker_seen(self) -> bool:
+        return self.health()["worker_seen_seconds"] is not None
+
+    def test_a_notice_that_raises_the_unforeseen_fails_alone_and_the_worker_lives_on(self):
+        emails = ["ann@example.com", "poison@example.com", "bob@example.com"]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+        # The fault, injected into the worker's process at start-up.
+        hooks = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, hooks)
+        (hooks / "sitecustomize.py").write_text(POISON)
+
+        with smtp_server() as server:
+            worker = self.start_worker(server.port, PYTHONPATH=str(hooks))
+            self.assertTrue(wait_for(lambda: len(server.messages) >= 2, seconds=30))
+            place("R2-A1", "cid@example.com")
+            produce("R2-A1")  # and the worker still serves
+            self.assertTrue(wait_for(lambda: len(server.messages) >= 3, seconds=30))
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+
+        self.assertEqual(
+            server.recipients(), ["ann@example.com", "bob@example.com", "cid@example.com"]
+        )
+        poisoned = Order.objects.get(customer__email="poison@example.com")
+        self.assertEqual(poisoned.state, "failed")
+        self.assertEqual(poisoned.last_error, "RuntimeError: poisoned")
+        self.assertIn("its notice could not be sent", stderr)
+
+    @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
+    def test_a_worker_whose_connections_were_all_dropped_hears_the_next_robot(self):
+        place("R2-D2", "ann@example.com")
+        admin = psycopg.connect(database_url(), autocommit=True)
+        self.addCleanup(admin.close)
+        with smtp_server() as server:
+            worker = self.start_worker(server.port, NOTICE_CONNECTIONS="4")
+            self.assertTrue(wait_for(self.worker_seen, seconds=30))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = 'r4c-worker'",
+                [connection.settings_dict["NAME"]],
+            )
+            time.sleep(1)  # quiet: nothing to do, the worker waits on LISTEN
+
+            produce("R2-D2")
+            self.assertTrue(wait_for(lambda: server.messages, seconds=5))
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
 
     def test_sigterm_lets_the_worker_finish_the_message_in_flight_and_exit(self):
         place("R2-D2", "ann@example.com", "bob@example.com")
