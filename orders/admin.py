@@ -62,7 +62,7 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
         placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["serial"])
         if not placing.created:
             self.message_user(request, f"Заказ повторён: {placing.order}.", messages.INFO)
-        if placing.in_stock and not placing.last_sent:
+        if placing.order.state in outbox.PENDING:
             self.message_user(request, "Робот в наличии: письмо поставлено в очередь.")
         return placing.order
 

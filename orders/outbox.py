@@ -247,9 +247,8 @@ def _lease() -> timedelta:
 def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
     """Take up to `limit` due notices (or notices whose worker's lease ran out).
 
-    Each order comes with `stop_secret`, the secret
-    of the stop link its message will carry: made with the claim, one INSERT a batch, so
-    that sending a message writes nothing first.
+    Each order comes with `stop_secret`, the secret of the stop link its message will carry:
+    made with the claim, one INSERT a batch, so that sending a message writes nothing first.
     """
     now = timezone.now()
     tag = uuid.uuid4()
@@ -291,10 +290,10 @@ def take(tag: uuid.UUID, order: Order) -> bool:
 
 def why_not_mine(tag: uuid.UUID, order: Order) -> str:
     """For the log: what became of a claimed notice that is no longer this claim's."""
-    now = Order.objects.filter(pk=order.pk).values_list("state", "claim").first()
-    if now is None:
+    state = Order.objects.filter(pk=order.pk).values_list("state", flat=True).first()
+    if state is None:
         return "it was deleted (its customer forgotten)"
-    if now[0] == State.STOPPED:
+    if state == State.STOPPED:
         return "its address stopped mail"
     return "its lease ran out and another worker took it"
 
