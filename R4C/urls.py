@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/demand/", demand_page, name="demand"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("", include("robots.urls")),
     path("", include("orders.urls")),
 ]

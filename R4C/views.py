@@ -1,9 +1,13 @@
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from orders.metrics import NoticeCollector
 from orders.models import Worker
 from orders.outbox import backlog
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
+from robots.access import require_key
 
 
 @allow_methods("GET", "HEAD")
@@ -18,3 +22,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         return problem(503, "The database does not answer.", retry_after=UNAVAILABLE_RETRY_AFTER)
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})
+
+
+# Collected afresh from the database at each scrape (orders/metrics.py).
+REGISTRY = CollectorRegistry(auto_describe=True)
+REGISTRY.register(NoticeCollector())
+
+
+@csrf_exempt  # so that a POST gets the 405 problem, not a CSRF page: this view only reads
+@allow_methods("GET", "HEAD")
+@require_key(or_staff=True)
+def metrics(request: HttpRequest) -> HttpResponse:
+    """For Prometheus: the notices' numbers, in its text format. A key or staff in production."""
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -116,6 +116,8 @@ class Attempt(models.Model):
     code = models.PositiveSmallIntegerField("код", null=True, blank=True)
     reply = models.TextField("ответ сервера", blank=True)
     seconds = models.FloatField("секунд")
+    # Accepted: seconds from the moment the notice became due (r4c_notice_delivery_seconds).
+    waited = models.FloatField("ждало секунд", null=True, blank=True)
 
     class Meta:
         verbose_name, verbose_name_plural = "попытка отправки", "попытки отправки"

@@ -306,6 +306,8 @@ def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
     now = attempt.at
     outcome = attempt.outcome
     if outcome == Attempt.Outcome.SENT:
+        if order.due_at:
+            attempt.waited = round((now - order.due_at).total_seconds(), 3)
         today = timezone.localdate()
         change = {
             "state": State.SENT,
