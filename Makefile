@@ -46,7 +46,10 @@ HOST ?= 127.0.0.1
 WEB_WORKERS ?= 2
 WEB_THREADS ?= 8
 serve: export DEBUG = false
+# Where gunicorn's processes leave their request metrics for /metrics to sum (emptied at start).
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.metrics-$(PORT)
 serve: $(VENV)/.runtime
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker' EXIT INT TERM; \

@@ -1,11 +1,11 @@
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orders.metrics import NoticeCollector
 from orders.models import Worker
 from orders.outbox import backlog
+from R4C import metrics as collected
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
 from robots.access import require_key
 
@@ -24,14 +24,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})
 
 
-# Collected afresh from the database at each scrape (orders/metrics.py).
-REGISTRY = CollectorRegistry(auto_describe=True)
-REGISTRY.register(NoticeCollector())
-
-
 @csrf_exempt  # so that a POST gets the 405 problem, not a CSRF page: this view only reads
 @allow_methods("GET", "HEAD")
 @require_key(or_staff=True)
 def metrics(request: HttpRequest) -> HttpResponse:
-    """For Prometheus: the notices' numbers, in its text format. A key or staff in production."""
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    """For Prometheus, in its text format: requests and notices. A key or staff in production."""
+    return HttpResponse(generate_latest(collected.registry()), content_type=CONTENT_TYPE_LATEST)

@@ -13,11 +13,11 @@ from R4C.tests.world import catalog, drain, place, produce
 from robots.models import ApiKey
 
 
-def samples(response) -> dict[tuple, float]:
+def samples(text: bytes) -> dict[tuple, float]:
     """{(sample name, labels as sorted pairs): value} of a Prometheus text answer."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
+        for family in text_string_to_metric_families(text.decode())
         for sample in family.samples
     }
 
@@ -30,7 +30,7 @@ class MetricsTests(TestCase):
         response = self.client.get("/metrics")
         self.assertEqual(response.status_code, 200)
         self.assertTrue(response["Content-Type"].startswith("text/plain; version="))
-        return samples(response)
+        return samples(response.content)
 
     def test_three_mails_raise_sent_by_three_and_the_histogram_counts_them(self):
         before = self.scrape()
@@ -48,6 +48,18 @@ class MetricsTests(TestCase):
         self.assertEqual(after[("r4c_notice_delivery_seconds_bucket", (("le", "+Inf"),))], 3)
         self.assertEqual(after[("r4c_smtp_replies_total", (("class", "2xx"),))], 3)
         self.assertEqual(after[("r4c_notices", (("state", "waiting"),))], 0)
+
+    def test_requests_are_counted_by_view_and_status(self):
+        self.client.get("/healthz")
+        self.client.get("/nowhere")
+
+        found = self.scrape()
+
+        self.assertGreaterEqual(
+            found[("r4c_http_request_seconds_count", (("status", "200"), ("view", "healthz")))], 1
+        )
+        unmatched = ("r4c_http_request_seconds_count", (("status", "404"), ("view", "unmatched")))
+        self.assertGreaterEqual(found[unmatched], 1)
 
     def test_every_state_is_there_and_stuck_mail_shows(self):
         produce("R2-D2")

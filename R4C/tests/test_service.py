@@ -31,6 +31,7 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from orders.tests.smtp import free_port, smtp_server
+from R4C.tests.test_metrics import samples
 from R4C.tests.world import database_url, environment, wait_for
 from robots.models import ApiKey, Model, Robot, Version
 
@@ -280,6 +281,19 @@ class ServiceTests(TransactionTestCase):
 
         status, _, _ = call(self.a, "GET", "/healthz")
         self.assertEqual(status, 200)
+
+    def test_every_web_process_answers_the_same_metrics(self):
+        for _ in range(5):
+            call(self.a, "GET", "/healthz")
+        headers = {"Authorization": f"Bearer {self.key}"}
+
+        # Each scrape on a new connection: gunicorn's two processes take them in turn.
+        scraped = [samples(call(self.a, "GET", "/metrics", None, headers)[2]) for _ in range(6)]
+
+        healthz = ("r4c_http_request_seconds_count", (("status", "200"), ("view", "healthz")))
+        counts = {found[healthz] for found in scraped}
+        self.assertEqual(len(counts), 1, counts)
+        self.assertGreaterEqual(counts.pop(), 5)
 
     def test_errors_over_http_are_problems_and_keep_the_method(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
