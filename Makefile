@@ -52,7 +52,8 @@ serve: $(VENV)/.runtime
 	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker' EXIT INT TERM; \
+	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker; \
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR"' EXIT INT TERM; \
 	$(PY) manage.py send_notices & worker=$$!; \
 	$(VENV)/bin/gunicorn R4C.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
 		--workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
