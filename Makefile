@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run serve lint test check bench format browser
+.PHONY: run serve lint test check bench format tools
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -60,15 +60,16 @@ serve: $(VENV)/.runtime
 		--access-logfile - --graceful-timeout 20 & web=$$!; \
 	wait -n $$web $$worker
 
-# What the slow tier's browser tests drive, from Debian's packages: Chromium, its WebDriver,
-# and LibreOffice's spreadsheet to print the report (installed once, as root or through sudo).
-BROWSER_PACKAGES := chromium chromium-driver libreoffice-calc-nogui
-browser:
+# What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
+# spreadsheet for the browser and print tests, and promtool (package prometheus) for the
+# alert rules (installed once, as root or through sudo).
+CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus
+tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
-	command -v soffice >/dev/null || { \
+	command -v soffice >/dev/null && command -v promtool >/dev/null || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	$$sudo apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
+	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }
 
 lint: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
@@ -80,12 +81,15 @@ lint: $(VENV)/.dev
 test: lint
 	$(VENV)/bin/pytest -m "not slow"
 
-# Everything, as CI runs it: the browser and LibreOffice from Debian's packages, then the
+# Everything, as CI runs it: the tools above, the alert rules, then the
 # whole suite (real processes, Chromium, hypothesis at full size) on SQLite and again on
 # PostgreSQL at CHECK_DATABASE_URL. In CI a tier that cannot run fails instead of skipping.
 CHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/r4c
 check: export HYPOTHESIS_PROFILE = full
-check: lint browser
+check: lint tools
+	promtool check rules docs/prometheus/alerts.yml
+	promtool test rules docs/prometheus/alerts-test.yml
+	promtool check config --syntax-only docs/prometheus/scrape.yml
 	DATABASE_URL= $(VENV)/bin/pytest
 	@pg_isready -q -d "$(CHECK_DATABASE_URL)" || { \
 	echo "PostgreSQL does not answer at $(CHECK_DATABASE_URL): start it, or set CHECK_DATABASE_URL."; \
