@@ -185,3 +185,10 @@ def test_the_deploy_check_warns_of_a_sender_no_mailbox_provider_would_trust(monk
     values = production_values(monkeypatch, DEFAULT_FROM_EMAIL=sender)
     with pytest.raises(SystemCheckError, match="orders.W001"):
         deploy_check(values)
+
+
+def test_checks_pass_on_a_database_not_yet_migrated(tmp_path):
+    # A fresh clone runs makemigrations --check and check before any migrate: loading the
+    # URLs (and what /metrics registers) must not query the database.
+    result = run("manage.py", "check", DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert result.returncode == 0, result.stderr
