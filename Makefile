@@ -55,8 +55,8 @@ serve: $(VENV)/.runtime
 	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker; \
 	rm -rf "$$PROMETHEUS_MULTIPROC_DIR"' EXIT INT TERM; \
 	$(PY) manage.py send_notices & worker=$$!; \
-	$(VENV)/bin/gunicorn R4C.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
-		--workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
+	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind $(HOST):$(PORT) \
+		--worker-class gthread --workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
 		--access-logfile - --graceful-timeout 20 & web=$$!; \
 	wait -n $$web $$worker
 

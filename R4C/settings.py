@@ -138,6 +138,7 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "R4C.http.client_address"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # its start-up banner, once per process, says nothing an operator needs
 
 ROOT_URLCONF = "R4C.urls"
 
@@ -310,14 +311,19 @@ if SITE_URL and not DEBUG and not SITE_URL.startswith("https://"):
     )
 
 _log_level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})
+# TEXT: readable lines; JSON: one object a line (time, level, logger, event and ids).
+_log_format = env_choice("LOG_FORMAT", "TEXT", {"TEXT", "JSON"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"line": {"()": f"R4C.logs.{_log_format.title()}Formatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
     "root": {"handlers": ["console"], "level": _log_level},
     "loggers": {
         # Django's own console handler (with DEBUG on) would print each line a second time.
         "django": {"handlers": [], "level": _log_level, "propagate": True},
+        # gunicorn's (make serve, R4C/gunicorn_conf.py): the same handler, each line once.
+        "gunicorn.error": {"handlers": ["console"], "level": _log_level, "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

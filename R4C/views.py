@@ -1,5 +1,6 @@
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -30,3 +31,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """For Prometheus, in its text format: requests and notices. A key or staff in production."""
     return HttpResponse(generate_latest(collected.registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+@allow_methods("GET", "HEAD")
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask every site for /favicon.ico: an icon, not a 404 in the log each time."""
+    # Resolved per request: the hashed name exists only after collectstatic.
+    return HttpResponseRedirect(static("orders/favicon.svg"))

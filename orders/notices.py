@@ -238,7 +238,7 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
             attempt = mail.send(order)
-            _log(order, attempt)
+            _log(tag, order, attempt)
             if not batch.write(outbox.record, tag, order, attempt):
                 reason = batch.write(outbox.why_not_mine, tag, order)
                 log.warning("order %s: outcome not recorded: %s", order.pk, reason)
@@ -250,7 +250,7 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
     return True
 
 
-def _log(order: Order, attempt: Attempt) -> None:
+def _log(tag: uuid.UUID, order: Order, attempt: Attempt) -> None:
     sent = attempt.outcome == Attempt.Outcome.SENT
     log.log(
         logging.INFO if sent else logging.WARNING,
@@ -259,6 +259,7 @@ def _log(order: Order, attempt: Attempt) -> None:
         attempt.outcome,
         attempt.seconds,
         "" if sent else f": {attempt.reply}",
+        extra={"order": order.pk, "claim": str(tag), "code": attempt.code},
     )
 
 

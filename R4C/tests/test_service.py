@@ -30,6 +30,7 @@ from django.test import TransactionTestCase
 from django.utils import timezone
 from openpyxl import load_workbook
 
+from orders.models import Order
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.test_metrics import samples
 from R4C.tests.world import database_url, environment, wait_for
@@ -99,7 +100,7 @@ class Browser:
 class Service:
     """`make serve` on a port of its own, in a process group of its own."""
 
-    def __init__(self, smtp_port: int, log_dir: str):
+    def __init__(self, smtp_port: int, log_dir: str, **settings: str):
         self.port = free_port()
         self.log = open(Path(log_dir) / f"serve-{self.port}.log", "w+")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
@@ -122,6 +123,7 @@ class Service:
                 "NOTICE_CONNECTIONS": "4",
                 "LOG_LEVEL": "WARNING",
                 "PGAPPNAME": APP_NAME,
+                **settings,
             },
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -169,9 +171,10 @@ class ServiceTests(TransactionTestCase):
         cls.mailbox = cls.smtp.__enter__()
         cls.services = []
         try:
-            # One after the other: each runs migrate and collectstatic first.
-            for _ in range(2):
-                service = Service(cls.mailbox.port, cls.logs.name)
+            # One after the other: each runs migrate and collectstatic first. The second
+            # logs everything, as JSON.
+            for env in ({}, {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}):
+                service = Service(cls.mailbox.port, cls.logs.name, **env)
                 cls.services.append(service)
                 if not wait_for(service.ready, seconds=90):
                     raise AssertionError(f"make serve did not start:\n{service.output()}")
@@ -281,6 +284,30 @@ class ServiceTests(TransactionTestCase):
 
         status, _, _ = call(self.a, "GET", "/healthz")
         self.assertEqual(status, 200)
+
+    def test_with_log_format_json_every_line_the_service_prints_is_one_json_object(self):
+        service = self.services[1]
+        started = len(service.output())
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        self.assertEqual(order(self.b, "ann@example.com", "R2-D2")[0], 201)
+        self.assertEqual(post_robot(self.b, "R2-D2", self.key)[0], 201)
+        self.assertTrue(wait_for(lambda: self.mailbox.messages, seconds=30))
+        self.assertEqual(post_robot(self.b, "R2-XX", self.key)[0], 400)
+        self.assertEqual(call(self.b, "GET", "/nowhere")[0], 404)
+        self.assertEqual(call(self.b, "GET", "/favicon.ico")[0], 302)
+        time.sleep(1)  # the worker's and gunicorn's last lines
+
+        lines = service.output()[started:].splitlines()
+        events = [json.loads(line) for line in lines]  # every line parses
+
+        for event in events:
+            self.assertLessEqual({"time", "level", "logger", "event"}, set(event), event)
+            self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        statuses = {e["status"] for e in events if e["logger"] == "gunicorn.access"}
+        self.assertLessEqual({"201", "400", "404", "302"}, statuses)
+        [sent] = [e for e in events if e["logger"] == "orders.notices"]
+        self.assertEqual((sent["code"], sent["order"]), (250, Order.objects.get().pk))
+        self.assertNotIn("favicon", " ".join(e["event"] for e in events if e["level"] != "INFO"))
 
     def test_every_web_process_answers_the_same_metrics(self):
         for _ in range(5):

@@ -91,6 +91,7 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"PROXY_SSL_HEADER": "2"}, ["PROXY_SSL_HEADER"]),
         ({"SITE_URL": "http://r4c.example.com"}, ["SITE_URL"]),
         ({"NOTICE_RETENTION_DAYS": "0"}, ["NOTICE_RETENTION_DAYS"]),
+        ({"LOG_FORMAT": "xml"}, ["LOG_FORMAT"]),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(monkeypatch, env, named):

@@ -1,0 +1,11 @@
+"""gunicorn's settings for `make serve`: its error and access logs go through R4C's LOGGING."""
+
+import copy
+
+from R4C.settings import LOGGING
+
+# A copy: logging.config.dictConfig consumes the dict it is given, and Django configures
+# each worker process from LOGGING after gunicorn has configured the master from this.
+logconfig_dict = copy.deepcopy(LOGGING)
+# No time of its own: the formatter gives every line the one time format.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'

@@ -1,0 +1,45 @@
+"""How every R4C process logs: one line per event, in one time format (UTC, ISO 8601).
+
+LOG_FORMAT=text (the default) prints readable lines; LOG_FORMAT=json one JSON object a line,
+for a log shipper. Django's processes (web, worker, commands) and gunicorn's own error and
+access logs all go through these formatters (R4C/settings.py's LOGGING, R4C/gunicorn.py).
+"""
+
+import json
+import logging
+import time
+
+# Ids that a log call may pass as `extra`, kept as fields of their own in JSON.
+IDS = ("order", "claim", "code", "request_id")
+
+
+class TextFormatter(logging.Formatter):
+    converter = time.gmtime
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class JsonFormatter(TextFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        line |= {name: getattr(record, name) for name in IDS if hasattr(record, name)}
+        if record.name == "gunicorn.access" and isinstance(record.args, dict):
+            atoms = record.args  # gunicorn's, for its access line
+            line |= {
+                "method": atoms.get("m"),
+                "path": atoms.get("U"),
+                "status": atoms.get("s"),
+                "ms": atoms.get("M"),
+                "client": atoms.get("h"),
+            }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
