@@ -61,12 +61,13 @@ serve: $(VENV)/.runtime
 	wait -n $$web $$worker
 
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
-# spreadsheet for the browser and print tests, and promtool (package prometheus) for the
-# alert rules (installed once, as root or through sudo).
-CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus
+# spreadsheet for the browser and print tests, promtool (package prometheus) for the alert
+# rules, pg_dump for PostgreSQL's backups (installed once, as root or through sudo).
+CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
-	command -v soffice >/dev/null && command -v promtool >/dev/null || { \
+	command -v soffice >/dev/null && command -v promtool >/dev/null && \
+	command -v pg_dump >/dev/null || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }
