@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from orders import outbox
 from orders.models import Arrival, Order
 from orders.notices import BATCH, MailConnection, send_batch
 from orders.tests.smtp import no_smtp_server, smtp_server
+from R4C.logs import JsonFormatter
 from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce
 from robots.models import Robot
 
@@ -678,3 +680,26 @@ class ArrivalTriggerTests(TestCase):
         self.assertIn(f"state = '{outbox.WAITING}'", sql)
         if connection.vendor == "postgresql":
             self.assertIn(f"pg_notify('{outbox.CHANNEL}'", sql)
+
+
+class LogTests(NoticeTestCase):
+    def test_a_sent_notice_is_logged_with_its_order_claim_and_code_as_json(self):
+        [order] = place("R2-D2", "ann@example.com")
+        produce("R2-D2")
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger("orders.notices")
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+
+        with smtp_server():
+            drain()
+
+        [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+        self.assertEqual(
+            {key: line[key] for key in ("level", "logger", "order", "code")},
+            {"level": "INFO", "logger": "orders.notices", "order": order.pk, "code": 250},
+        )
+        self.assertRegex(line["claim"], r"^[0-9a-f-]{36}$")
+        self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
