@@ -31,6 +31,9 @@ class JsonFormatter(TextFormatter):
             "event": record.getMessage(),
         }
         line |= {name: getattr(record, name) for name in IDS if hasattr(record, name)}
+        request = getattr(record, "request", None)  # Django's django.request lines carry it
+        if getattr(request, "id", None):
+            line["request_id"] = request.id
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             atoms = record.args  # gunicorn's, for its access line
             line |= {
@@ -39,6 +42,7 @@ class JsonFormatter(TextFormatter):
                 "status": atoms.get("s"),
                 "ms": atoms.get("M"),
                 "client": atoms.get("h"),
+                "request_id": atoms.get("{x-request-id}o"),
             }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

@@ -8,6 +8,7 @@ numbers come from the database (orders/metrics.py).
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
@@ -36,14 +37,20 @@ def registry() -> CollectorRegistry:
 
 
 class RequestMetricsMiddleware:
-    """Times every answer, labelled by its view's URL name: a bounded set, unlike paths."""
+    """Times every answer, labelled by its view's URL name (a bounded set, unlike paths), and
+    gives each request an id: the proxy's X-Request-ID if it sent a sane one, else a new one.
+    The answer carries it back, and every log line about the request names it."""
 
     def __init__(self, get_response: Callable):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        sane = given.isascii() and given.isprintable() and 0 < len(given) <= 64
+        request.id = given if sane else uuid.uuid4().hex
         response = self.get_response(request)
+        response["X-Request-ID"] = request.id
         match = request.resolver_match
         view = (match.view_name if match else "") or "unmatched"
         REQUESTS.labels(view, str(response.status_code)).observe(time.perf_counter() - started)

@@ -1,5 +1,8 @@
 """Errors that are not the request's fault still answer in the API's shape."""
 
+import io
+import json
+import logging
 import sqlite3
 import tempfile
 import time
@@ -14,6 +17,7 @@ from django.utils import timezone
 
 from orders.models import Order, Worker
 from orders.tests.smtp import smtp_server
+from R4C.logs import JsonFormatter
 from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog, database_down, drain, place, produce
 from robots.models import Robot
@@ -206,3 +210,30 @@ class ApiShapeTests(ProblemAssertions, TestCase):
             response = self.client.get("/download/")
         self.assertEqual(response.status_code, 200)
         self.assertTrue(response.content.startswith(b"PK"))
+
+
+class RequestIdTests(TestCase):
+    def test_every_answer_carries_a_request_id_and_keeps_a_sane_one_from_the_proxy(self):
+        made = self.client.get("/healthz")["X-Request-ID"]
+        self.assertRegex(made, r"^[0-9a-f]{32}$")
+        self.assertEqual(
+            self.client.get("/healthz", HTTP_X_REQUEST_ID="lb-42")["X-Request-ID"], "lb-42"
+        )
+        for insane in ["x" * 65, "tab\tinside", "ünïcode"]:
+            with self.subTest(insane=insane):
+                answer = self.client.get("/healthz", HTTP_X_REQUEST_ID=insane)
+                self.assertRegex(answer["X-Request-ID"], r"^[0-9a-f]{32}$")
+
+    def test_django_s_log_line_about_a_request_names_its_id_as_json(self):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger("django.request")
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+
+        answer = self.client.get("/nowhere", HTTP_X_REQUEST_ID="lb-43")
+
+        self.assertEqual(answer.status_code, 404)
+        [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+        self.assertEqual((line["logger"], line["request_id"]), ("django.request", "lb-43"))

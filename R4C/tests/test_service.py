@@ -302,7 +302,9 @@ class ServiceTests(TransactionTestCase):
         for event in events:
             self.assertLessEqual({"time", "level", "logger", "event"}, set(event), event)
             self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-        statuses = {e["status"] for e in events if e["logger"] == "gunicorn.access"}
+        access = [e for e in events if e["logger"] == "gunicorn.access"]
+        self.assertTrue(all(len(e["request_id"]) == 32 for e in access), access)
+        statuses = {e["status"] for e in access}
         self.assertLessEqual({"201", "400", "404", "302"}, statuses)
         self.assertNotIn("favicon", " ".join(e["event"] for e in events if e["level"] != "INFO"))
 
