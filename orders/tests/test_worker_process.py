@@ -20,7 +20,7 @@ from unittest import skipUnless
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test import Client, TransactionTestCase
 from django.utils import timezone
 
@@ -367,6 +367,38 @@ class WorkerProcessTests(TransactionTestCase):
             self.assertTrue(wait_for(lambda: server.messages, seconds=5))
             worker.send_signal(signal.SIGTERM)
             worker.communicate(timeout=30)
+
+    @skipUnless(
+        connection.vendor == "postgresql" and os.geteuid() == 0 and shutil.which("pg_ctlcluster"),
+        "restarting the machine's PostgreSQL takes root and pg_ctlcluster; CI has both",
+    )
+    def test_a_worker_hears_the_next_robot_after_postgresql_restarts(self):
+        place("R2-D2", "ann@example.com")
+        with smtp_server() as server:
+            worker = self.start_worker(server.port, NOTICE_CONNECTIONS="4")
+            self.assertTrue(wait_for(self.worker_seen, seconds=30))
+            version = os.listdir("/etc/postgresql")[0]
+            connection.close()  # this test's own, which the restart ends too
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            self.assertTrue(wait_for(self.database_answers, seconds=30))
+            time.sleep(1)  # quiet: nothing to do, the worker waits on LISTEN again
+
+            produce("R2-D2")
+            self.assertTrue(wait_for(lambda: server.messages, seconds=5))
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+
+    @staticmethod
+    def database_answers() -> bool:
+        try:
+            connection.ensure_connection()
+            return True
+        except DatabaseError:
+            connection.close()
+            return False
 
     def test_sigterm_lets_the_worker_finish_the_message_in_flight_and_exit(self):
         place("R2-D2", "ann@example.com", "bob@example.com")
