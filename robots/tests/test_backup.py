@@ -147,3 +147,9 @@ class BackupTests(TransactionTestCase):
         done = self.manage(database_url(), "restore", str(path))
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("not empty", done.stderr)
+
+        restored = self.new_database()  # empty, but the file is no backup
+        done = self.manage(restored, "restore", str(path))
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("CommandError", done.stderr.strip().splitlines()[-1])
+        self.assertEqual(self.tables(restored), 0)
