@@ -1,8 +1,6 @@
 """Errors that are not the request's fault still answer in the API's shape."""
 
-import io
 import json
-import logging
 import sqlite3
 import tempfile
 import time
@@ -17,9 +15,8 @@ from django.utils import timezone
 
 from orders.models import Order, Worker
 from orders.tests.smtp import smtp_server
-from R4C.logs import JsonFormatter
 from R4C.tests.problem import ProblemAssertions
-from R4C.tests.world import catalog, database_down, drain, place, produce
+from R4C.tests.world import catalog, database_down, drain, json_log, place, produce
 from robots.models import Robot
 
 ROBOT = '{"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
@@ -225,12 +222,7 @@ class RequestIdTests(TestCase):
                 self.assertRegex(answer["X-Request-ID"], r"^[0-9a-f]{32}$")
 
     def test_django_s_log_line_about_a_request_names_its_id_as_json(self):
-        stream = io.StringIO()
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(JsonFormatter())
-        logger = logging.getLogger("django.request")
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
+        stream = json_log(self, "django.request")
 
         answer = self.client.get("/nowhere", HTTP_X_REQUEST_ID="lb-43")
 

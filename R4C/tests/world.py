@@ -4,6 +4,8 @@ Build it with plain model calls, as a request or an admin would; test modules im
 helpers, never each other.
 """
 
+import io
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -120,3 +122,16 @@ def deliver_before(before=None, after=None) -> None:
         send_batch(mail)
     finally:
         mail.close()
+
+
+def json_log(test, name: str) -> io.StringIO:
+    """What logger `name` writes during `test`, as LOG_FORMAT=json writes it."""
+    from R4C.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    test.addCleanup(logger.removeHandler, handler)
+    return stream

@@ -2,7 +2,6 @@
 
 import io
 import json
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,7 @@ from orders import outbox
 from orders.models import Arrival, Order
 from orders.notices import BATCH, MailConnection, send_batch
 from orders.tests.smtp import no_smtp_server, smtp_server
-from R4C.logs import JsonFormatter
-from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce
+from R4C.tests.world import BODY, catalog, deliver_before, drain, json_log, place, produce
 from robots.models import Robot
 
 
@@ -686,12 +684,7 @@ class LogTests(NoticeTestCase):
     def test_a_sent_notice_is_logged_with_its_order_claim_and_code_as_json(self):
         [order] = place("R2-D2", "ann@example.com")
         produce("R2-D2")
-        stream = io.StringIO()
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(JsonFormatter())
-        logger = logging.getLogger("orders.notices")
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
+        stream = json_log(self, "orders.notices")
 
         with smtp_server():
             drain()
