@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import connection, models, transaction
 from django.db.models import Lookup
+from django.http import HttpResponse
 from django.utils import timezone
 
 # Two letters or digits, so that the serial `R2-D2` always splits one way.
@@ -296,7 +297,7 @@ class ApiKey(models.Model):
         """The live key that `presented` is, or None (malformed, wrong, revoked)."""
         prefix, _, rest = presented.partition("_")
         pk, _, secret = rest.partition("_")
-        if prefix != "r4c" or not pk.isdigit() or not secret or len(pk) > 18:
+        if prefix != "r4c" or not (pk.isascii() and pk.isdigit()) or not secret or len(pk) > 18:
             return None
         # Every robot comes with a key: plain SQL, like Robot.objects.produce. The last use
         # is written at most once a minute: a line posting every second costs no write each.
@@ -332,7 +333,7 @@ class IdempotentAnswer(models.Model):
     key = models.CharField(max_length=255)
     digest = models.CharField(max_length=64)  # SHA-256 of the request's body
     status = models.PositiveSmallIntegerField()
-    body = models.JSONField()
+    body = models.TextField()  # the answer's JSON, character for character as first sent
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -344,10 +345,16 @@ class IdempotentAnswer(models.Model):
         return cls.objects.filter(scope=scope, key=key, created_at__gte=since).first()
 
     @classmethod
-    def keep(cls, scope: str, key: str, digest: str, status: int, body: dict) -> None:
+    def keep(cls, scope: str, key: str, digest: str, answer: HttpResponse) -> None:
         """In the robot's transaction; IntegrityError if another request took the key first."""
         cls.objects.filter(scope=scope, key=key, created_at__lt=timezone.now() - cls.KEPT).delete()
-        cls.objects.create(scope=scope, key=key, digest=digest, status=status, body=body)
+        cls.objects.create(
+            scope=scope,
+            key=key,
+            digest=digest,
+            status=answer.status_code,
+            body=answer.content.decode(),
+        )
 
     @classmethod
     def purge(cls) -> int:

@@ -22,6 +22,7 @@ from robots.utils import (
     weekly_window,
 )
 
+JSON = "application/json"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A robot record is under 200 bytes; anything much bigger is not one.
@@ -104,7 +105,12 @@ def _not_in_catalog(form: RobotForm) -> JsonResponse:
 
 
 def _add_robot_once(request: HttpRequest, form: RobotForm, key: str) -> JsonResponse:
-    """The same Idempotency-Key and body within a day: the first answer again, no new robot."""
+    """The same Idempotency-Key and body within a day: the first answer again, no new robot.
+
+    A copy that comes while the first is being processed waits for it (the unique key's
+    index holds it) and then replays its answer. Only a 201 is kept: after any other answer,
+    a 5xx included, the same key may simply be tried again.
+    """
     if not (key.isascii() and key.isprintable() and 1 <= len(key) <= 255):
         return problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
     scope = str(request.api_key.pk) if request.api_key else ""
@@ -116,14 +122,15 @@ def _add_robot_once(request: HttpRequest, form: RobotForm, key: str) -> JsonResp
                 robot = _produce(form)
                 if robot is None:
                     return _not_in_catalog(form)
-                answer = robot_json(robot)
-                IdempotentAnswer.keep(scope, key, digest, 201, answer)
-                return JsonResponse(answer, status=201)
-    except IntegrityError:  # the same key at the same moment: that request won
-        earlier = IdempotentAnswer.earlier(scope, key)
+                response = JsonResponse(robot_json(robot), status=201)
+                IdempotentAnswer.keep(scope, key, digest, response)
+                return response
+    except IntegrityError:  # the same key at the same moment: that request won; its answer
+        earlier = IdempotentAnswer.earlier(scope, key)  # is committed by now
     if earlier.digest != digest:
         return problem(422, "This Idempotency-Key came with another body before.")
-    response = JsonResponse(earlier.body, status=earlier.status)
+    # The first answer's very bytes: a client may compare or sign bodies.
+    response = HttpResponse(earlier.body, status=earlier.status, content_type=JSON)
     response["Idempotent-Replayed"] = "true"
     return response
 
