@@ -7,6 +7,7 @@ its docstring holds the transition table.
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, models
@@ -173,6 +174,35 @@ class Arrival(models.Model):
         return f"{self.serial} produced"
 
 
+@dataclass(frozen=True)
+class Quota:
+    """One rate limit as a request left it, in the terms of the IETF RateLimit header fields
+    (draft-ietf-httpapi-ratelimit-headers-11): `limit` requests per `window` seconds, `used`
+    of them in this window (this request included), `reset` seconds until the window ends."""
+
+    name: str
+    limit: int
+    window: int
+    used: int
+    reset: int
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    @property
+    def policy(self) -> str:
+        return f'"{self.name}";q={self.limit};w={self.window}'
+
+    @property
+    def state(self) -> str:
+        return f'"{self.name}";r={self.remaining};t={self.reset}'
+
+
 class RateCounter(models.Model):
     """Requests counted per bucket (a client address, an e-mail address) and fixed window."""
 
@@ -181,8 +211,8 @@ class RateCounter(models.Model):
     hits = models.PositiveIntegerField()
 
     @classmethod
-    def hit(cls, bucket: str, limit: int, window: timedelta) -> int:
-        """Count one request; 0 if within `limit` per `window`, else seconds until the next.
+    def hit(cls, name: str, key: str, limit: int, window: timedelta) -> Quota:
+        """Count one request in limit `name` for `key` (a client, an address).
 
         One statement (an upsert), so that parallel requests on any number of processes
         count right on both databases.
@@ -198,12 +228,11 @@ class RateCounter(models.Model):
                 f'"{cls._meta.db_table}".window_start '
                 f'THEN "{cls._meta.db_table}".hits + 1 ELSE 1 END, '
                 "window_start = excluded.window_start RETURNING hits",
-                [bucket, connection.ops.adapt_datetimefield_value(start)],
+                [f"{name}:{key}", connection.ops.adapt_datetimefield_value(start)],
             )
             hits = cursor.fetchone()[0]
-        if hits <= limit:
-            return 0
-        return max(1, int((start + window - now).total_seconds() + 0.999))
+        reset = max(1, int((start + window - now).total_seconds() + 0.999))
+        return Quota(name, limit, seconds, hits, reset)
 
     @classmethod
     def purge(cls) -> int:

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from orders import outbox
 from orders.forms import OrderForm
-from orders.models import RateCounter, StopLink, demand
+from orders.models import Quota, RateCounter, StopLink, demand
 from R4C.http import allow_methods, client_address, form_problem, in_english, prefers_html, problem
 from robots.models import Version
 
@@ -39,25 +39,30 @@ def index(request: HttpRequest) -> HttpResponse:
 def create_order(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD") and prefers_html(request):
         return HttpResponseRedirect("/#order")  # someone opened the form's address: the form
-    return _place(request)
+    # Every request counts against its client's limit; each answer tells the nearest limit.
+    quotas = []
+    client = _count(quotas, "client", client_address(request))
+    response = _place(request, quotas, client)
+    if quotas:
+        response["RateLimit-Policy"] = ", ".join(quota.policy for quota in quotas)
+        nearest = min(quotas, key=lambda quota: (quota.remaining, not quota.exceeded))
+        response["RateLimit"] = nearest.state
+    return response
 
 
 @allow_methods("POST")
-def _place(request: HttpRequest) -> HttpResponse:
+def _place(request: HttpRequest, quotas: list[Quota], client: Quota | None) -> HttpResponse:
+    if client:
+        return _too_many(request, client)
     if prefers_html(request):
-        return _place_from_page(request)
-    return _place_from_api(request)
+        return _place_from_page(request, quotas)
+    return _place_from_api(request, quotas)
 
 
 @in_english
-def _place_from_api(request: HttpRequest) -> JsonResponse:
+def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     if request.content_type not in FORM_TYPES:
         return problem(415, "Send the order as form data (multipart/form-data or urlencoded).")
-    if wait := _client_limited(request):
-        detail = (
-            f"At most {settings.ORDER_LIMIT_PER_CLIENT} orders a minute from one address; wait."
-        )
-        return problem(429, detail, retry_after=wait)
     try:
         form = OrderForm(request.POST)
     except RequestDataTooBig:
@@ -70,10 +75,8 @@ def _place_from_api(request: HttpRequest) -> JsonResponse:
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
-    if wait := _address_limited(form):
-        limit = settings.ORDER_LIMIT_PER_EMAIL
-        detail = f"At most {limit} orders in 10 minutes for one e-mail address."
-        return problem(429, detail, retry_after=wait)
+    if over := _count(quotas, "email", form.cleaned_data["email"].lower()):
+        return _too_many(request, over)
 
     placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
     # Nothing stored about earlier placings but the time of a recent mail that answers this
@@ -93,12 +96,10 @@ def _place_from_api(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_protect  # a browser carries cookies: a page elsewhere must not post in its name
-def _place_from_page(request: HttpRequest) -> HttpResponse:
+def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     """A browser's form post: the confirmation page, or the form again with its errors."""
     # A body that cannot be read never gets here: the CSRF check reads it first, and
     # handler400 answers with a page (R4C.http.bad_request).
-    if wait := _client_limited(request):
-        return _too_many(request, wait)
     form = OrderForm(request.POST)
     if not form.is_valid():
         errors = {
@@ -107,9 +108,9 @@ def _place_from_page(request: HttpRequest) -> HttpResponse:
             if (field, None) in PAGE_ERRORS
         }
         return _order_page(request, form, errors, status=400)
-    if wait := _address_limited(form):
-        return _too_many(request, wait)
     email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
+    if over := _count(quotas, "email", email.lower()):
+        return _too_many(request, over)
     placing = outbox.place(email, version)
     context = {
         "email": email,
@@ -131,23 +132,32 @@ def _order_page(request, form: OrderForm, errors=None, status: int = 200) -> Htt
     return render(request, "orders/index.html", context, status=status)
 
 
-def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
-    response = render(request, "orders/too_many.html", {"minutes": -(-wait // 60)}, status=429)
-    response["Retry-After"] = str(wait)
-    return response
+# The limits on placing orders: per client address a minute, per e-mail address in 10 minutes.
+LIMITS = {
+    "client": ("ORDER_LIMIT_PER_CLIENT", MINUTE, "orders a minute from one client address"),
+    "email": ("ORDER_LIMIT_PER_EMAIL", TEN_MINUTES, "orders in 10 minutes for one e-mail address"),
+}
 
 
-def _client_limited(request: HttpRequest) -> int:
-    """Seconds until this client may order again (0: now); counts this request."""
-    limit = settings.ORDER_LIMIT_PER_CLIENT
-    return limit and RateCounter.hit(f"client:{client_address(request)}", limit, MINUTE)
+def _count(quotas: list[Quota], name: str, key: str) -> Quota | None:
+    """Count this request in limit `name` for `key` (off while its setting is 0); the quota
+    if this request is over it."""
+    setting, window, _ = LIMITS[name]
+    if not (limit := getattr(settings, setting)):
+        return None
+    quota = RateCounter.hit(name, key, limit, window)
+    quotas.append(quota)
+    return quota if quota.exceeded else None
 
 
-def _address_limited(form: OrderForm) -> int:
-    """Seconds until the form's address may be ordered for again (0: now); counts it."""
-    limit = settings.ORDER_LIMIT_PER_EMAIL
-    email = form.cleaned_data["email"]
-    return limit and RateCounter.hit(f"email:{email.lower()}", limit, TEN_MINUTES)
+def _too_many(request: HttpRequest, quota: Quota) -> HttpResponse:
+    if prefers_html(request):
+        context = {"minutes": -(-quota.reset // 60)}
+        response = render(request, "orders/too_many.html", context, status=429)
+        response["Retry-After"] = str(quota.reset)
+        return response
+    detail = f"At most {quota.limit} {LIMITS[quota.name][2]}; wait."
+    return problem(429, detail, retry_after=quota.reset)
 
 
 # One click, as RFC 8058 has mail providers send it: a POST with no cookie and no CSRF token.

@@ -1,5 +1,6 @@
 """The public endpoint cannot be used to flood the factory or a customer's mailbox."""
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -72,6 +73,48 @@ class LimitTests(ProblemAssertions, TestCase):
         self.assert_too_many(spoofed, 60)
         self.assertEqual(other.status_code, 201)
         self.assertEqual(Customer.objects.count(), 2)
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=4, ORDER_LIMIT_PER_EMAIL=2)
+    def test_every_answer_tells_the_limit_nearest_to_being_reached(self):
+        def limit(response):
+            policy, state = response["RateLimit-Policy"], response["RateLimit"]
+            name, remaining, reset = re.fullmatch(r'"(\w+)";r=(\d+);t=(\d+)', state).groups()
+            return policy, name, int(remaining), int(reset)
+
+        # A request the form refuses counts only for its client.
+        response = order(self.client, "not an address")
+        policy, name, remaining, reset = limit(response)
+        self.assertEqual(policy, '"client";q=4;w=60')
+        self.assertEqual((name, remaining), ("client", 3))
+        self.assertTrue(1 <= reset <= 60)
+
+        # A placed order counts for the address too; the client has 2 left, the address 1.
+        response = order(self.client, "ann@example.com")
+        self.assertEqual(response.status_code, 201)
+        policy, name, remaining, _ = limit(response)
+        self.assertEqual(policy, '"client";q=4;w=60, "email";q=2;w=600')
+        self.assertEqual((name, remaining), ("email", 1))
+
+        order(self.client, "ann@example.com")
+        response = order(self.client, "ann@example.com")  # the address's third
+        self.orders = 1
+        self.assert_too_many(response, 600)
+        self.assertEqual(limit(response)[1:3], ("email", 0))
+        self.assertEqual(limit(response)[3], int(response["Retry-After"]))
+
+        response = order(self.client, "bob@example.com")  # the client's fifth
+        self.assert_too_many(response, 60)
+        self.assertEqual(limit(response)[:3], ('"client";q=4;w=60', "client", 0))
+        # A browser's page is limited alike, and says so alike.
+        page = order(self.client, "bob@example.com", Accept="text/html")
+        self.assertEqual(page.status_code, 429)
+        self.assertEqual(limit(page)[1:3], ("client", 0))
+
+    def test_with_no_limits_no_answer_speaks_of_them(self):
+        response = order(self.client, "ann@example.com")
+        self.assertEqual(response.status_code, 201)
+        self.assertFalse(response.has_header("RateLimit-Policy"))
+        self.assertFalse(response.has_header("RateLimit"))
 
 
 class ParallelLimitTests(TransactionTestCase):
