@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("openapi.json", views.openapi, name="openapi"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("", include("robots.urls")),
     path("", include("orders.urls")),

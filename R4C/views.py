@@ -7,10 +7,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orders.models import Worker
 from orders.outbox import backlog
 from R4C import metrics as collected
+from R4C import openapi as contract
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
 from robots.access import require_key
 
 
+@csrf_exempt  # so that a POST gets the 405 problem, not a CSRF page: this view only reads
 @allow_methods("GET", "HEAD")
 def healthz(request: HttpRequest) -> JsonResponse:
     """For a load balancer or a monitor: is the database there, and is the worker keeping up?
@@ -31,6 +33,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """For Prometheus, in its text format: requests and notices. A key or staff in production."""
     return HttpResponse(generate_latest(collected.registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+@csrf_exempt  # as healthz
+@allow_methods("GET", "HEAD")
+def openapi(request: HttpRequest) -> JsonResponse:
+    """The API's contract (R4C/openapi.py), for integrators and their client generators."""
+    return JsonResponse(contract.document())
 
 
 @allow_methods("GET", "HEAD")

@@ -6,7 +6,8 @@
 For each database, in one run: gunicorn (the flags of `make serve`, DEBUG off) serves the
 product and two references from bench/views.py; wrk (loopback only, bounded by --seconds)
 measures requests/s, p50 and p99 of
-- a trivial JSON view, a bare parse-and-insert view, and POST /add_robot/;
+- a trivial JSON view, a bare parse-and-insert view, and POST /add_robot/ without and with
+  an Idempotency-Key (a new one each request);
 - POST /create_order/ (a new customer each time) and GET /download/ with 100,000 robots in
   the week;
 then, with the mail worker running and an aiosmtpd server on a loopback port, the latency
@@ -38,6 +39,16 @@ POST_JSON = f"""wrk.method = "POST"
 wrk.body = '{ROBOT}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer KEY"
+"""
+# A robot with an Idempotency-Key of its own each time, as a line that may retry sends it.
+POST_KEYED = f"""local n = 0
+local prefix = tostring(math.random(1, 1000000000))
+request = function()
+  n = n + 1
+  local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer KEY",
+                   ["Idempotency-Key"] = prefix .. "-" .. n}}
+  return wrk.format("POST", nil, headers, '{ROBOT}')
+end
 """
 GET_WITH_KEY = 'wrk.headers["Authorization"] = "Bearer KEY"\n'
 # A new customer for every order: counters per wrk thread, told apart by a random prefix.
@@ -106,7 +117,9 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
     Version.objects.create(model=r2, name="D2")
     a1 = Version.objects.create(model=r2, name="A1")
     _, key = ApiKey.issue("benchmark")
-    post_json, get_with_key = (lua.replace("KEY", key) for lua in (POST_JSON, GET_WITH_KEY))
+    post_json, post_keyed, get_with_key = (
+        lua.replace("KEY", key) for lua in (POST_JSON, POST_KEYED, GET_WITH_KEY)
+    )
     clock = Clock()
     smtp = Controller(clock, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -147,14 +160,15 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         for path in ["/bench/trivial/", "/bench/insert/", "/add_robot/"]:
             wrk(port, path, 1, post_json)  # warm every worker up
         # In turns, --rounds times, the median of each: the machine's noise falls on all three.
-        runs = {"trivial": [], "insert": [], "add_robot": []}
+        runs = {"trivial": [], "insert": [], "add_robot": [], "add_robot_key": []}
         for _ in range(rounds):
-            for name, path in [
-                ("trivial", "/bench/trivial/"),
-                ("insert", "/bench/insert/"),
-                ("add_robot", "/add_robot/"),
+            for name, path, script in [
+                ("trivial", "/bench/trivial/", post_json),
+                ("insert", "/bench/insert/", post_json),
+                ("add_robot", "/add_robot/", post_json),
+                ("add_robot_key", "/add_robot/", post_keyed),
             ]:
-                runs[name].append(wrk(port, path, seconds, post_json))
+                runs[name].append(wrk(port, path, seconds, script))
         for name, results in runs.items():
             row[name] = sorted(results)[len(results) // 2]
         row["create_order"] = wrk(port, "/create_order/", seconds, POST_ORDER)
@@ -249,6 +263,7 @@ def table(rows: list[dict], seconds: float, rounds: int) -> str:
         "trivial": "trivial JSON view (reference)",
         "insert": "bare parse-and-insert (reference)",
         "add_robot": "POST /add_robot/",
+        "add_robot_key": "POST /add_robot/ with an Idempotency-Key",
         "create_order": "POST /create_order/",
         "download": "GET /download/, 100,000 robots in the week",
     }
@@ -260,14 +275,15 @@ def table(rows: list[dict], seconds: float, rounds: int) -> str:
             )
     lines += [
         "",
-        "| database | /add_robot/ ÷ bare insert | ÷ trivial | notice latency p50 / p95 "
-        + "| delivery | WAL peak under the write load |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| database | /add_robot/ ÷ bare insert | with a key ÷ bare insert | ÷ trivial "
+        + "| notice latency p50 / p95 | delivery | WAL peak under the write load |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         wal = f"{row['wal_peak'] / 2**20:.1f} MiB" if row["database"] == "sqlite" else "-"
         lines.append(
             f"| {row['database']} | {row['add_robot'][0] / row['insert'][0]:.2f} "
+            f"| {row['add_robot_key'][0] / row['insert'][0]:.2f} "
             f"| {row['add_robot'][0] / row['trivial'][0]:.2f} "
             f"| {row['latency'][0]:.0f} / {row['latency'][1]:.0f} ms "
             f"| {row['delivery']:,.0f} mails/s | {wal} |"

@@ -9,7 +9,7 @@ from pathlib import Path
 from unittest import skipUnless
 
 from django.db import connection
-from django.test import TestCase, TransactionTestCase, override_settings
+from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.urls import get_resolver
 from django.utils import timezone
 
@@ -182,12 +182,14 @@ class ApiShapeTests(ProblemAssertions, TestCase):
         self.assertEqual(response.status_code, 201)
         self.assertEqual(self.client.get("/download").status_code, 200)
 
-    def test_download_answers_other_methods_with_405_not_a_csrf_page(self):
-        for method in ["post", "put", "delete"]:
-            with self.subTest(method=method):
-                response = getattr(self.client, method)("/download/")
-                self.assert_problem(response, 405)
-                self.assertEqual(response["Allow"], "GET, HEAD")
+    def test_read_only_endpoints_answer_other_methods_with_405_not_a_csrf_page(self):
+        client = Client(enforce_csrf_checks=True)
+        for path in ["/download/", "/healthz", "/metrics", "/openapi.json"]:
+            for method in ["post", "put", "delete"]:
+                with self.subTest(path=path, method=method):
+                    response = getattr(client, method)(path)
+                    self.assert_problem(response, 405)
+                    self.assertEqual(response["Allow"], "GET, HEAD")
 
     def test_an_unknown_path_is_a_404_problem(self):
         self.assert_problem(self.client.get("/no_such_thing/"), 404)

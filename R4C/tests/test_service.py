@@ -32,6 +32,7 @@ from openpyxl import load_workbook
 
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.test_metrics import samples
+from R4C.tests.test_openapi import schemathesis
 from R4C.tests.world import database_url, environment, wait_for
 from robots.models import ApiKey, Model, Robot, Version
 
@@ -332,6 +333,14 @@ class ServiceTests(TransactionTestCase):
         status, _, _ = call(self.a, "POST", "/add_robot", body, headers)
         self.assertEqual(status, 201)  # no slash, no redirect
 
+    def test_the_api_answers_in_production_as_its_contract_says(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        url = f"http://127.0.0.1:{self.a}"
+        headers = ["-H", "X-Forwarded-Proto: https", "-H", f"Authorization: Bearer {self.key}"]
+        # ignored_auth included: every keyed operation refuses a request without a valid key.
+        run = schemathesis(url, *headers)
+        self.assertEqual(run.returncode, 0, run.stdout[-6000:] + run.stderr)
+
     def test_keys_idempotency_and_limits_hold_over_http(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
         body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
@@ -344,7 +353,7 @@ class ServiceTests(TransactionTestCase):
         first = call(self.a, "POST", "/add_robot/", body, headers)
         retry = call(self.b, "POST", "/add_robot/", body, headers)
         self.assertEqual((first[0], retry[0]), (201, 201))
-        self.assertEqual(json.loads(retry[2]), json.loads(first[2]))
+        self.assertEqual(retry[2], first[2])
         self.assertEqual(Robot.objects.count(), 1)
 
         # One address may be ordered for 5 times in 10 minutes, whichever host takes it.
