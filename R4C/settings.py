@@ -283,6 +283,17 @@ if _smtp_options["host"]:
 else:
     MAILERS = {"default": {"BACKEND": "orders.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
+# The mailbox that bounces and complaints come back to, piped into `manage.py bounce`: each
+# notice's envelope sender is it with a signed tag (bounces+<tag>@...). Empty: the envelope
+# sender is DEFAULT_FROM_EMAIL's address, and only a refusal at RCPT or DATA is seen.
+BOUNCE_ADDRESS = env_str("BOUNCE_ADDRESS")
+if BOUNCE_ADDRESS and (
+    "@" not in BOUNCE_ADDRESS or "+" in BOUNCE_ADDRESS or any(c in BOUNCE_ADDRESS for c in "<> ")
+):
+    raise ImproperlyConfigured(
+        f"BOUNCE_ADDRESS={BOUNCE_ADDRESS!r} is not valid: give one bare mailbox without a "
+        "+tag, e.g. bounces@r4c.example.com."
+    )
 
 # How long notices claimed by a worker stay its own without word from it; past that, a
 # dead worker's notices are taken over. A live worker renews it during every exchange.
@@ -325,5 +336,7 @@ LOGGING = {
         # gunicorn's (make serve, R4C/gunicorn_conf.py): the same handler, each line once.
         "gunicorn.error": {"handlers": ["console"], "level": _log_level, "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Its detectors name themselves at INFO for every bounce read.
+        "flufl.bounce": {"level": "WARNING"},
     },
 }

@@ -4,7 +4,7 @@ from django.utils.text import Truncator
 
 from orders import outbox
 from orders.forms import AddressField, SerialField
-from orders.models import Arrival, Attempt, Order
+from orders.models import Arrival, Attempt, Bounce, Order, Suppression
 from R4C.admin import CountedDeletionMixin
 
 
@@ -32,6 +32,19 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
+class BounceInline(admin.TabularInline):
+    """What came back about the order's notice: bounces and complaints, as reported."""
+
+    model = Bounce
+    fields = ["at", "kind", "status", "diagnostic"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Order)
 class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     # Fits a laptop's screen: when to retry and how often it failed are on the order's page.
@@ -40,7 +53,7 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     search_fields = ["customer__email_key", "robot_serial"]
     list_select_related = ["customer"]
     actions = ["retry_now"]
-    inlines = [AttemptInline]
+    inlines = [AttemptInline, BounceInline]
     add_fieldsets = [(None, {"fields": ["email", "serial"]})]
 
     def get_inlines(self, request, obj):
@@ -80,6 +93,37 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     def retry_now(self, request, queryset):
         count = outbox.retry_failed(queryset)
         self.message_user(request, f"Писем снова в очереди: {count}.", messages.SUCCESS)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Addresses R4C no longer mails, and why; a manager may lift one (it is logged)."""
+
+    list_display = ["customer", "kind", "status", "short_diagnostic", "created_at", "order"]
+    list_filter = ["kind"]
+    search_fields = ["customer__email_key"]
+    list_select_related = ["customer", "order__customer"]
+    readonly_fields = ["customer", "kind", "status", "diagnostic", "order", "created_at"]
+    actions = ["lift"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # only what comes back from a mail server suppresses
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # lifting (below) is the one way, and it is logged as such
+
+    @admin.display(description="ответ почтового сервера")
+    def short_diagnostic(self, suppression: Suppression) -> str:
+        return Truncator(suppression.diagnostic).chars(60)
+
+    @admin.action(description="Снять блокировку: писать на выбранные адреса снова")
+    def lift(self, request, queryset):
+        self.log_deletions(request, list(queryset))
+        count = outbox.lift(queryset)
+        self.message_user(request, f"Блокировка снята с адресов: {count}.", messages.SUCCESS)
 
 
 @admin.register(Arrival)

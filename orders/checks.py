@@ -10,9 +10,13 @@ from django.core.checks import Tags, Warning, register
 RESERVED = ("localhost", "local", "invalid", "test")
 
 
+def _domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2].lower().rstrip(".")
+
+
 def sender_domain_problem(sender: str) -> str:
     """Why mail from `sender` would be refused or land in spam; "" if its domain can work."""
-    domain = parseaddr(sender)[1].rpartition("@")[2].lower().rstrip(".")
+    domain = _domain(sender)
     if not domain:
         return "has no domain"
     try:
@@ -36,6 +40,26 @@ def check_mail_settings(app_configs, **kwargs) -> list[Warning]:
                 "SITE_URL is not set: the mail worker will not start without it.",
                 hint="Set it to the https:// address customers reach R4C at.",
                 id="orders.W002",
+            )
+        )
+    sender = _domain(settings.DEFAULT_FROM_EMAIL)
+    if not settings.BOUNCE_ADDRESS:
+        found.append(
+            Warning(
+                "BOUNCE_ADDRESS is not set: bounces that come after the mail server took a "
+                "notice, and complaints, are never read, and dead mailboxes are mailed again.",
+                hint="Set it to a mailbox at the sender's domain that is piped into "
+                "`manage.py bounce` (docs/production.md: Sender identity).",
+                id="orders.W003",
+            )
+        )
+    elif not f".{_domain(settings.BOUNCE_ADDRESS)}".endswith(f".{sender}"):  # DMARC relaxed
+        found.append(
+            Warning(
+                f"BOUNCE_ADDRESS is at {_domain(settings.BOUNCE_ADDRESS)}, not at the From "
+                f"domain {sender}: SPF then vouches for another domain than DMARC checks.",
+                hint="Use a bounce mailbox at the From domain (or a subdomain of it).",
+                id="orders.W004",
             )
         )
     problem = sender_domain_problem(settings.DEFAULT_FROM_EMAIL)

@@ -13,7 +13,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from orders.models import Attempt, Order, State, Worker
+from orders.models import Attempt, Bounce, Order, State, Suppression, Worker
 from orders.outbox import backlog
 
 # Seconds from due to accepted: a notice should go within a second; an SMTP outage shows as
@@ -69,6 +69,21 @@ class NoticeCollector:
         for name in REPLY_CLASSES:
             replies.add_metric([name], counted[name])
         yield replies
+
+        bounces = CounterMetricFamily(
+            "r4c_bounces",
+            "Bounces and complaints that came back about notices, by kind.",
+            labels=["kind"],
+        )
+        kinds = dict(Bounce.objects.values_list("kind").annotate(n=Count("pk")).order_by())
+        for kind in Bounce.Kind:
+            bounces.add_metric([kind.value], kinds.get(kind.value, 0))
+        yield bounces
+        yield GaugeMetricFamily(
+            "r4c_suppressed_addresses",
+            "Addresses no notice is sent to: they bounced or complained.",
+            value=Suppression.objects.count(),
+        )
 
         sent = Attempt.objects.filter(waited__isnull=False)
         within = sent.aggregate(

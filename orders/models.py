@@ -128,6 +128,61 @@ class Attempt(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.code or ''} {self.outcome}"
 
 
+class Bounce(models.Model):
+    """What came back about a notice: its address refused (at once, or later in a delivery
+    status notification, RFC 3464) or marked as spam (a feedback report, RFC 5965).
+
+    Only the status, the diagnostic line and the time are kept, never the message.
+    """
+
+    class Kind(models.TextChoices):
+        HARD = "hard", "адреса нет"  # 5.1.x, 5.2.1: no such mailbox or domain, disabled
+        SOFT = "soft", "временный отказ"  # 4.x.x, 5.2.2 full, and other failures
+        COMPLAINT = "complaint", "жалоба на спам"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="bounces")
+    kind = models.CharField("вид", max_length=9, choices=Kind)
+    status = models.CharField("статус", max_length=10, blank=True)  # e.g. 5.1.1
+    diagnostic = models.CharField("причина", max_length=300, blank=True)
+    at = models.DateTimeField("когда", default=timezone.now)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "возврат письма", "возвраты писем"
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.status}".strip()
+
+
+class Suppression(models.Model):
+    """An address R4C no longer mails: it does not exist, or its owner marked R4C as spam.
+
+    Its orders are kept (the factory's demand counts them); their notices are not sent.
+    """
+
+    customer = models.OneToOneField(
+        Customer,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="suppression",
+        verbose_name="адрес",
+    )
+    kind = models.CharField("причина", max_length=9, choices=Bounce.Kind)
+    status = models.CharField("статус", max_length=10, blank=True)
+    diagnostic = models.CharField("ответ почтового сервера", max_length=300, blank=True)
+    # The notice whose bounce or complaint caused it (gone when that notice is purged).
+    order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, verbose_name="письмо"
+    )
+    created_at = models.DateTimeField("с", auto_now_add=True)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "недоставляемый адрес", "недоставляемые адреса"
+
+    def __str__(self) -> str:
+        return str(self.customer)
+
+
 class Worker(models.Model):
     """A notice worker process, and when it last showed it is alive (every WORKER_BEAT s)."""
 

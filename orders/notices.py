@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from customers.models import ascii_address
 from orders import outbox
-from orders.models import Attempt, Order, RateCounter, Worker
+from orders.bounces import envelope_sender, kind_of, status_in
+from orders.models import Attempt, Bounce, Order, RateCounter, Worker
 from robots.models import IdempotentAnswer
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,11 @@ def message_for(order: Order) -> EmailMessage:
     return EmailMessage(
         subject=SUBJECT.format(serial=order.robot_serial),
         body=BODY.format(model=model, version=version),
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        # The envelope sender: where bounces go, tagged per notice when BOUNCE_ADDRESS is set.
+        from_email=envelope_sender(order.pk) if settings.BOUNCE_ADDRESS else None,
         to=[ascii_address(order.customer.email)],
         headers={
+            "From": settings.DEFAULT_FROM_EMAIL,
             "List-Unsubscribe": f"<{stop}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             # In the sender's domain, not this host's name, as its SPF, DKIM and DMARC are.
@@ -126,15 +129,14 @@ class MailConnection:
             code, reply = min(error.recipients.values())
             if code == 421:  # "closing connection": smtplib has dropped it
                 self.close()
-            outcome = Attempt.Outcome.FAILED if code >= 500 else Attempt.Outcome.RETRY
-            return _attempt(started, outcome, code, reply)
+            return _refused(started, code, reply)
         except smtplib.SMTPResponseException as error:
             if error.smtp_code == 421:
                 self.close()
-            # A 5xx to the message is about this recipient; to the sender, about us.
-            rejected = isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
-            outcome = Attempt.Outcome.FAILED if rejected else Attempt.Outcome.RETRY
-            return _attempt(started, outcome, error.smtp_code, error.smtp_error)
+            if isinstance(error, smtplib.SMTPDataError):
+                return _refused(started, error.smtp_code, error.smtp_error)
+            # A refusal of the sender is about us, not the recipient: later.
+            return _attempt(started, Attempt.Outcome.RETRY, error.smtp_code, error.smtp_error)
         except ValueError as error:  # an address the mail library cannot encode
             return _attempt(started, Attempt.Outcome.FAILED, None, str(error))
         except (OSError, smtplib.SMTPException) as error:
@@ -148,6 +150,18 @@ class MailConnection:
             self.close()
             return _attempt(started, Attempt.Outcome.FAILED, None, _words(error))
         return _attempt(started, Attempt.Outcome.SENT, 250, "")
+
+
+def _refused(started: float, code: int, reply: str | bytes) -> Attempt:
+    """The server refused the recipient (at RCPT) or the message (at DATA): 5xx fails the
+    notice for good, and a hard bounce (5.1.x, 5.2.1) also suppresses the address."""
+    if code < 500:
+        return _attempt(started, Attempt.Outcome.RETRY, code, reply)
+    attempt = _attempt(started, Attempt.Outcome.FAILED, code, reply)
+    status = status_in(attempt.reply)
+    if status and kind_of(status) == Bounce.Kind.HARD:
+        attempt.bounce = status
+    return attempt
 
 
 def _words(error: Exception) -> str:
@@ -168,6 +182,7 @@ def _attempt(
         seconds=round(time.monotonic() - started, 3),
     )
     attempt.unreachable = unreachable  # no server answered: nothing was sent
+    attempt.bounce = ""  # the status of a hard bounce: the address is suppressed
     return attempt
 
 

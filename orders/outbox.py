@@ -16,9 +16,11 @@ notice answers) change only through these transitions:
     sending    sent      record: the server accepted it
     sending    due       record: a temporary failure (later), or release (a worker stops)
     sending    failed    record: rejected for good
-    waiting,   stopped   stop: the address pressed a notice's stop link
-    due,
+    waiting,   stopped   stop: the address pressed a notice's stop link, or complained
+    due,                   (bounced: a feedback report)
     sending
+    due        failed    claim: the address is suppressed (bounced: it does not exist,
+                           or it complained); its waiting orders stay waiting
     failed     due       retry_failed: a manager's admin action
     sent,      (gone)    purge: done with over NOTICE_RETENTION_DAYS ago
     stopped,
@@ -46,7 +48,16 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from customers.models import Customer, customer_forgotten
-from orders.models import Arrival, Attempt, Order, RateCounter, State, StopLink
+from orders.models import (
+    Arrival,
+    Attempt,
+    Bounce,
+    Order,
+    RateCounter,
+    State,
+    StopLink,
+    Suppression,
+)
 from robots.models import Robot, Version
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,7 @@ EXPAND_CHUNK = 1000  # orders made due per transaction (bounds SQLite's write lo
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=6)
 PENDING = [State.DUE, State.SENDING]
+SUPPRESSED = "not sent: mail to this address came back (a suppressed address)"
 
 
 @dataclass(frozen=True)
@@ -137,14 +149,58 @@ def wake_worker() -> None:
             cursor.execute(f"NOTIFY {CHANNEL}")
 
 
-def stop(link: StopLink) -> int:
-    """Stop all mail to the link's address, also a notice claimed right now. How many."""
+def stop(customer_id: int) -> int:
+    """Stop all mail to the address, also a notice claimed right now. How many."""
     with transaction.atomic():
-        Customer.objects.filter(pk=link.customer_id).update(mail_stopped_at=timezone.now())
+        Customer.objects.filter(pk=customer_id).update(mail_stopped_at=timezone.now())
         pending = Order.objects.filter(
-            customer_id=link.customer_id, state__in=[State.WAITING, *PENDING]
+            customer_id=customer_id, state__in=[State.WAITING, *PENDING]
         )
         return pending.update(state=State.STOPPED, next_attempt_at=timezone.now())
+
+
+SOFT_LIMIT, SOFT_WINDOW = 3, timedelta(days=14)
+
+
+def bounced(order: Order, kind: str, status: str = "", diagnostic: str = "") -> bool:
+    """Record what came back about `order`'s notice; True if its address is now suppressed:
+    at once for a hard bounce or a complaint (which also stops its mail, as the stop link
+    does), after SOFT_LIMIT soft ones within SOFT_WINDOW."""
+    with transaction.atomic():
+        bounce = Bounce.objects.create(
+            order=order, kind=kind, status=status, diagnostic=diagnostic[:300]
+        )
+        if kind == Bounce.Kind.COMPLAINT:
+            stop(order.customer_id)
+        elif kind == Bounce.Kind.SOFT:
+            recent = Bounce.objects.filter(
+                order__customer_id=order.customer_id,
+                kind=Bounce.Kind.SOFT,
+                at__gte=bounce.at - SOFT_WINDOW,
+            )
+            if recent.count() < SOFT_LIMIT:
+                return False
+        _, created = Suppression.objects.get_or_create(
+            customer_id=order.customer_id,
+            defaults={
+                "kind": kind,
+                "status": status,
+                "diagnostic": diagnostic[:300],
+                "order": order,
+            },
+        )
+        if created:
+            log.warning("order %s: its address is suppressed (%s %s)", order.pk, kind, status)
+        return True
+
+
+def suppressed(customer_id: int) -> bool:
+    return Suppression.objects.filter(customer_id=customer_id).exists()
+
+
+def lift(suppressions) -> int:
+    """Mail the addresses again (a manager's admin action): their next notices go."""
+    return suppressions.delete()[0]
 
 
 @receiver(customer_forgotten, dispatch_uid="orders.forget")
@@ -164,14 +220,18 @@ def retry_failed(orders) -> int:
 
 def purge(now=None) -> int:
     """Forget notices done with over NOTICE_RETENTION_DAYS ago (sent, stopped, failed), with
-    their attempts, the links in them, and customers left with no order. How many notices."""
+    their attempts, the links in them, and customers left with no order (but those whose
+    address is suppressed). How many notices."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.NOTICE_RETENTION_DAYS)
     done = Q(state=State.SENT, notified_at__lt=cutoff) | Q(
         state__in=[State.STOPPED, State.FAILED], next_attempt_at__lt=cutoff
     )
     count = Order.objects.filter(done).delete()[1].get(Order._meta.label, 0)
     StopLink.objects.filter(created_at__lt=cutoff).delete()
-    Customer.objects.filter(created_at__lt=cutoff, orders__isnull=True).delete()
+    # A suppressed address is kept: mail must not go to it again when it orders again.
+    Customer.objects.filter(
+        created_at__lt=cutoff, orders__isnull=True, suppression__isnull=True
+    ).delete()
     return count
 
 
@@ -272,29 +332,41 @@ def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
             state=State.SENDING, claim=tag, claimed_until=now + _lease()
         )
         mine = Order.objects.filter(claim=tag, state=State.SENDING)
-        mine = list(mine.select_related("customer").order_by(*order))
+        mine = list(mine.select_related("customer__suppression").order_by(*order))
+        barred = [o.pk for o in mine if hasattr(o.customer, "suppression")]
+        if barred:  # never offered to the mail server
+            Order.objects.filter(pk__in=barred).update(
+                state=State.FAILED, claim=None, claimed_until=None, last_error=SUPPRESSED
+            )
+            mine = [o for o in mine if o.pk not in barred]
         for claimed, secret in zip(mine, StopLink.issue([o.customer for o in mine]), strict=True):
             claimed.stop_secret = secret
     return tag, mine
 
 
 def take(tag: uuid.UUID, order: Order) -> bool:
-    """Right before its message goes: is the notice still this claim's, and its address not
-    stopped? Renews its lease. False: it was stopped, forgotten or taken over; do not send."""
-    return bool(
-        Order.objects.filter(
-            pk=order.pk, claim=tag, state=State.SENDING, customer__mail_stopped_at__isnull=True
-        ).update(claimed_until=timezone.now() + _lease())
+    """Right before its message goes: is the notice still this claim's, and its address
+    neither stopped nor suppressed? Renews its lease. False: it was stopped, suppressed,
+    forgotten or taken over; do not send (a suppressed one fails, as at the claim)."""
+    mine = Order.objects.filter(pk=order.pk, claim=tag, state=State.SENDING)
+    clear = mine.filter(customer__mail_stopped_at__isnull=True, customer__suppression__isnull=True)
+    if clear.update(claimed_until=timezone.now() + _lease()):
+        return True
+    mine.filter(customer__suppression__isnull=False).update(
+        state=State.FAILED, claim=None, claimed_until=None, last_error=SUPPRESSED
     )
+    return False
 
 
 def why_not_mine(tag: uuid.UUID, order: Order) -> str:
     """For the log: what became of a claimed notice that is no longer this claim's."""
-    state = Order.objects.filter(pk=order.pk).values_list("state", flat=True).first()
-    if state is None:
+    now = Order.objects.filter(pk=order.pk).values_list("state", "last_error").first()
+    if now is None:
         return "it was deleted (its customer forgotten)"
-    if state == State.STOPPED:
+    if now[0] == State.STOPPED:
         return "its address stopped mail"
+    if now == (State.FAILED, SUPPRESSED):
+        return "its address is suppressed"
     return "its lease ran out and another worker took it"
 
 
@@ -342,6 +414,8 @@ def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
         mine = Order.objects.filter(pk=order.pk, claim=tag, state=State.SENDING)
         if mine.update(**change, claim=None, claimed_until=None):
             attempt.save()
+            if getattr(attempt, "bounce", ""):  # refused at once as a mailbox that does not exist
+                bounced(order, Bounce.Kind.HARD, attempt.bounce, attempt.reply)
             return True
         # Stopped meanwhile: its attempt is still on record. Forgotten: nothing is.
         if Order.objects.select_for_update().filter(pk=order.pk).exists():

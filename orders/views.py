@@ -117,6 +117,7 @@ def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         "serial": placing.order.robot_serial,
         "in_stock": placing.in_stock,
         "last_sent": placing.last_sent,
+        "suppressed": outbox.suppressed(placing.order.customer_id),
     }
     return render(request, "orders/placed.html", context, status=201 if placing.created else 200)
 
@@ -172,7 +173,7 @@ def stop_mail(request: HttpRequest, secret: str) -> HttpResponse:
     context = {"email": link.customer.email}
     if request.method != "POST":
         return render(request, "orders/stop_confirm.html", context)
-    outbox.stop(link)
+    outbox.stop(link.customer_id)
     return render(request, "orders/stop_done.html", context)
 
 

@@ -92,6 +92,9 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"SITE_URL": "http://r4c.example.com"}, ["SITE_URL"]),
         ({"NOTICE_RETENTION_DAYS": "0"}, ["NOTICE_RETENTION_DAYS"]),
         ({"LOG_FORMAT": "xml"}, ["LOG_FORMAT"]),
+        ({"BOUNCE_ADDRESS": "bounces"}, ["BOUNCE_ADDRESS"]),
+        ({"BOUNCE_ADDRESS": "bounces+x@r4c.example.com"}, ["BOUNCE_ADDRESS"]),
+        ({"BOUNCE_ADDRESS": "R4C <bounces@r4c.example.com>"}, ["BOUNCE_ADDRESS"]),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(monkeypatch, env, named):

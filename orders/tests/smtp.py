@@ -21,6 +21,8 @@ class Handler:
         self.raw = []  # each accepted message's bytes, as they came over the wire
         self.connections = 0
         self.refuse = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 No such user"
+        self.offered = []  # every RCPT TO address, accepted or not
+        self.senders = []  # each accepted message's envelope sender (MAIL FROM)
         self.hang_up_on = set()  # recipients answered "421 closing connection", then dropped
         self.temporary_failures = 0  # DATA answered 451 this many times
         self.delay = 0.0  # seconds to wait before answering RCPT
@@ -46,6 +48,7 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         await asyncio.sleep(self.delay + self.step_delay)
+        self.offered.append(address)
         if address in self.hang_up_on:
             # What a server that gives up on a session does: 421, then it closes.
             asyncio.get_running_loop().call_soon(server.transport.close)
@@ -71,6 +74,7 @@ class Handler:
             return "451 4.3.0 Mailbox busy, try again later"
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
+        self.senders.append(envelope.mail_from)
         self.raw.append(envelope.original_content)
         if self.on_accept:
             self.on_accept(len(self.messages))

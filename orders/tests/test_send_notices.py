@@ -237,7 +237,8 @@ class DeliveryTests(NoticeTestCase):
         place("R2-D2", "gone@example.com")
         produce("R2-D2")
         with smtp_server() as server:
-            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            # Refused for this message (a hard bounce, 5.1.1, suppresses: test_bounces.py).
+            server.refuse["gone@example.com"] = "550 5.7.1 Message rejected by policy"
             drain()
             produce("R2-D2")
             drain()
@@ -272,11 +273,11 @@ class DeliveryTests(NoticeTestCase):
         [order] = place("R2-D2", "gone@example.com")
         produce("R2-D2")
         with smtp_server() as server:
-            server.refuse["gone@example.com"] = "550 5.1.1 No such user"
+            server.refuse["gone@example.com"] = "554 5.7.1 Message rejected by policy"
             drain()
         self.client.force_login(User.objects.create_superuser("boss", "boss@r4c.test", "pw"))
         response = self.client.get("/admin/orders/order/", {"state__exact": "failed"})
-        self.assertContains(response, "550 5.1.1 No such user")
+        self.assertContains(response, "554 5.7.1 Message rejected by policy")
 
         response = self.client.post(
             "/admin/orders/order/",
