@@ -3,7 +3,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
@@ -12,7 +13,15 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from orders import outbox
 from orders.forms import OrderForm
 from orders.models import Quota, RateCounter, StopLink, demand
-from R4C.http import allow_methods, client_address, form_problem, in_english, prefers_html, problem
+from R4C.http import (
+    allow_methods,
+    client_address,
+    form_problem,
+    in_english,
+    max_body,
+    prefers_html,
+    problem,
+)
 from robots.models import Version
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -35,10 +44,25 @@ def index(request: HttpRequest) -> HttpResponse:
     return _order_page(request, OrderForm(initial={"robot-serial": serial}))
 
 
+# An order is two short fields: a few hundred bytes, also as multipart.
+MAX_ORDER_BODY = 8 * 1024
+
+
+class FilePart(SuspiciousOperation):
+    """An order's form data with a file in it: refused before any of it is stored."""
+
+
+class NoFiles(FileUploadHandler):
+    def new_file(self, *args, **kwargs):
+        raise FilePart("An order has no files: send only the fields email and robot-serial.")
+
+
+@max_body(MAX_ORDER_BODY)
 @csrf_exempt  # API clients send no cookies; pages are protected below (_place_from_page)
 def create_order(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD") and prefers_html(request):
         return HttpResponseRedirect("/#order")  # someone opened the form's address: the form
+    request.upload_handlers = [NoFiles(request)]
     # Every request counts against its client's limit; each answer tells the nearest limit.
     quotas = []
     client = _count(quotas, "client", client_address(request))
@@ -65,9 +89,7 @@ def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         return problem(415, "Send the order as form data (multipart/form-data or urlencoded).")
     try:
         form = OrderForm(request.POST)
-    except RequestDataTooBig:
-        return problem(413, "The body is too large for an order.")
-    except BadRequest as error:  # e.g. urlencoded in a charset other than UTF-8
+    except (BadRequest, FilePart) as error:  # e.g. urlencoded in another charset than UTF-8
         return problem(400, f"The form data cannot be read: {error}")
     except (MultiPartParserError, SuspiciousOperation, LookupError, UnicodeError):
         # LookupError, UnicodeError: a multipart charset that is no codec, or that the

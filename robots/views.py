@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from R4C.http import allow_methods, form_problem, in_english, problem
+from R4C.http import allow_methods, form_problem, in_english, max_body, problem
 from robots.access import require_key
 from robots.forms import CREATED_FORMAT, RobotForm
 from robots.models import IdempotentAnswer, Robot
@@ -30,6 +30,7 @@ MAX_ROBOT_BODY = 4 * 1024
 ROBOT_FIELDS = ("model", "version", "created")
 
 
+@max_body(MAX_ROBOT_BODY)
 @csrf_exempt  # machine clients with no cookies: the API key is the credential
 @allow_methods("POST")
 @require_key()
@@ -40,12 +41,6 @@ def add_robot(request: HttpRequest) -> JsonResponse:
             415,
             "Send the robot as JSON with the header Content-Type: application/json.",
         )
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_ROBOT_BODY:
-        return problem(413, f"The body is over {MAX_ROBOT_BODY} bytes; a robot is far smaller.")
     body = request.body
     if body.startswith(b"\xef\xbb\xbf"):
         return problem(400, "The body starts with a byte order mark; send plain UTF-8 JSON.")

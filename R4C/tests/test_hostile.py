@@ -1,8 +1,12 @@
 """Whatever an API client sends, the answer is 2xx or a 4xx problem, never a 5xx or HTML."""
 
 import json
+import os
+import socket
+import tempfile
+import time
 
-from django.test import TestCase
+from django.test import LiveServerTestCase, TestCase, override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
@@ -176,3 +180,33 @@ class NamedHostileInputTests(TestCase):
                 response = self.post("/create_order/", body, "application/x-www-form-urlencoded")
                 self.assert_refused(response)
         self.assertEqual(Robot.objects.count(), 0)
+
+
+class BodyBoundsOverHttpTests(LiveServerTestCase):
+    """A body over its endpoint's limit is refused from its Content-Length, unread."""
+
+    def send_head(self, path: str, length: int, content_type: str) -> bytes:
+        host, port = self.live_server_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {length}\r\n\r\n".encode()
+                + b'--b\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n\r\n'
+                + b"\0" * 65536
+            )
+            return sock.recv(200)
+
+    def test_a_500_megabyte_part_is_refused_at_once_and_nothing_is_spooled(self):
+        catalog()
+        with tempfile.TemporaryDirectory() as spool, override_settings(FILE_UPLOAD_TEMP_DIR=spool):
+            started = time.monotonic()
+            answer = self.send_head(
+                "/create_order/", 500 * 2**20, "multipart/form-data; boundary=b"
+            )
+            self.assertLess(time.monotonic() - started, 1)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
+            self.assertEqual(os.listdir(spool), [])
+        # The admin takes Django's own limit, 2.5 MB, and refuses the same way.
+        answer = self.send_head("/admin/login/", 3 * 2**20, "multipart/form-data; boundary=b")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
+        self.assertFalse(Order.objects.exists())

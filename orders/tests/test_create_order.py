@@ -135,7 +135,7 @@ class CreateOrderTests(ProblemAssertions, TestCase):
                 self.assert_problem(self.order(email=email), 400, "email")
 
     def test_it_rejects_serials_that_are_malformed_or_not_in_the_catalog(self):
-        for serial in ["R2D2", "R2-", "R2-D2-", "R2_D2", "R-2D2", "R2-Д2", "R2-D2" * 2000]:
+        for serial in ["R2D2", "R2-", "R2-D2-", "R2_D2", "R-2D2", "R2-Д2", "R2-D2" * 200]:
             with self.subTest(serial=serial[:20]):
                 self.assert_problem(self.order(serial=serial), 400, "robot-serial")
         problem = self.assert_problem(self.order(serial="X9-Z9"), 400, "robot-serial")
@@ -161,16 +161,35 @@ class CreateOrderTests(ProblemAssertions, TestCase):
         self.assert_problem(response, 400)
 
     def test_it_refuses_a_body_over_the_size_limit(self):
-        body = "email=ann%40example.com&robot-serial=R2-D2&padding=" + "x" * 3_000_000
+        body = "email=ann%40example.com&robot-serial=R2-D2&padding=" + "x" * 8 * 1024
         response = self.client.post(
             "/create_order/", body, content_type="application/x-www-form-urlencoded"
         )
         self.assert_problem(response, 413)
 
-    def test_it_rejects_a_form_with_too_many_fields(self):
-        body = "email=ann%40example.com&robot-serial=R2-D2&" + "&".join(
-            f"f{i}=x" for i in range(1200)
+    def test_it_refuses_a_file_part_before_storing_any_of_it(self):
+        body = (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
+            f"ann@example.com\r\n--{BOUNDARY}\r\n"
+            'Content-Disposition: form-data; name="robot-serial"; filename="r.txt"\r\n'
+            f"Content-Type: text/plain\r\n\r\nR2-D2\r\n--{BOUNDARY}--\r\n"
         )
+        response = self.client.post(
+            "/create_order/", body, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+        )
+        problem = self.assert_problem(response, 400)
+        self.assertIn("no files", problem["detail"])
+        # A browser's page post is refused alike (the CSRF check reads the form first).
+        response = self.client.post(
+            "/create_order/",
+            body,
+            content_type=f"multipart/form-data; boundary={BOUNDARY}",
+            headers={"Accept": "text/html"},
+        )
+        self.assertEqual(response.status_code, 400)
+
+    def test_it_rejects_a_form_with_too_many_fields(self):
+        body = "email=ann%40example.com&robot-serial=R2-D2" + "&f=" * 1200
         response = self.client.post(
             "/create_order/", body, content_type="application/x-www-form-urlencoded"
         )
