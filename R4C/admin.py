@@ -2,8 +2,13 @@
 
 from collections import Counter
 
+from axes.models import AccessAttempt
 from django.contrib.admin.utils import NestedObjects
+from django.contrib.auth.signals import user_logged_in
 from django.db import router
+from django.dispatch import receiver
+
+from R4C.http import client_address
 
 
 class CountedDeletionMixin:
@@ -30,3 +35,13 @@ class CountedDeletionMixin:
         held = Counter(str(type(obj)._meta.verbose_name_plural) for obj in collector.protected)
         protected = [f"{name}: {count}" for name, count in sorted(held.items())]
         return deleted, model_count, perms_needed, protected
+
+
+@receiver(user_logged_in, dispatch_uid="R4C.admin.forget_own_failures")
+def forget_own_failures(sender, request, user, **kwargs) -> None:
+    """A good login forgets the failures of its own user name from its client, and no
+    others: a manager signing in must not clear a guesser's count for the director."""
+    if request is not None:
+        AccessAttempt.objects.filter(
+            username=user.get_username(), ip_address=client_address(request)
+        ).delete()

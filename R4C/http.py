@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from http import HTTPStatus
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
@@ -183,16 +184,37 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's IP address, also behind TRUSTED_PROXIES reverse proxies.
+    """The client as the order limits and the admin's lockout count it: its IPv4 address, or
+    the /64 network of its IPv6 address (what one host is given), as that network's address.
 
-    Each proxy appends the address it saw to X-Forwarded-For, so the client is the entry
-    TRUSTED_PROXIES from the right; anything further left is whatever the client wrote.
-    With none trusted (the default), the header is ignored: anyone can send it.
+    The connection's address, unless it comes from one of TRUSTED_PROXIES: then the nearest
+    address in X-Forwarded-For that is not a trusted proxy (each proxy appends the address it
+    saw; anything further left is whatever the client wrote). A malformed or oversized header
+    is ignored: the connection's address counts.
     """
-    trusted = settings.TRUSTED_PROXIES
-    if trusted:
-        hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
-        hops = [hop for hop in hops if hop]
-        if len(hops) >= trusted:
-            return hops[-trusted]
-    return request.META.get("REMOTE_ADDR", "")
+    client = _ip(request.META.get("REMOTE_ADDR", ""))
+    if client is not None and _trusted(client):
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = (
+            [_ip(hop) for hop in reversed(forwarded.split(","))] if len(forwarded) < 1000 else []
+        )
+        if hops and None not in hops:
+            client = next((hop for hop in hops if not _trusted(hop)), hops[-1])
+    if client is None:
+        return ""
+    if client.version == 6:
+        if client.ipv4_mapped:
+            return str(client.ipv4_mapped)
+        return str(ip_network(f"{client}/64", strict=False).network_address)
+    return str(client)
+
+
+def _ip(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(address: IPv4Address | IPv6Address) -> bool:
+    return any(address in network for network in settings.TRUSTED_PROXIES)

@@ -6,6 +6,7 @@ Defaults are safe for production; `make run` sets the development values explici
 import os
 import zoneinfo
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import dj_database_url
@@ -82,8 +83,15 @@ API_KEYS_REQUIRED = env_bool("API_KEYS_REQUIRED", not DEBUG)
 # e-mail address per 10 minutes; 0 turns a limit off. Off in development unless set.
 ORDER_LIMIT_PER_CLIENT = env_number("ORDER_LIMIT_PER_CLIENT", 0 if DEBUG else 30)
 ORDER_LIMIT_PER_EMAIL = env_number("ORDER_LIMIT_PER_EMAIL", 0 if DEBUG else 5)
-# Reverse proxies in front that append to X-Forwarded-For; 0 ignores the header.
-TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, maximum=10)
+# The reverse proxies in front (addresses or networks, e.g. 127.0.0.1, 10.0.0.0/8): only a
+# connection from one of them may say, in X-Forwarded-For, whom it speaks for.
+try:
+    TRUSTED_PROXIES = [ip_network(n, strict=False) for n in env_list("TRUSTED_PROXIES", "")]
+except ValueError as error:
+    raise ImproperlyConfigured(
+        f"TRUSTED_PROXIES={env_str('TRUSTED_PROXIES')!r} is not valid ({error}): expected "
+        "proxy addresses or networks, comma-separated, e.g. 127.0.0.1, 10.0.0.0/8."
+    ) from None
 
 # Required to serve: R4C/wsgi.py and R4C/asgi.py (runserver and gunicorn included) refuse to
 # start without it. Commands that sign nothing (migrate, createsuperuser, the worker) run
@@ -125,8 +133,11 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# The admin's login: after AXES_FAILURE_LIMIT wrong passwords from one client address, that
-# address is locked out for AXES_COOLOFF_TIME and answered 429.
+# The admin's login: after AXES_FAILURE_LIMIT wrong passwords for one user name from one
+# client, or from one client whatever the names, that client is locked out of it (or of
+# everything) for AXES_COOLOFF_TIME and answered 429. A client is an IPv4 address or an IPv6
+# /64 (R4C.http.client_address); a good login forgets only its own name's failures
+# (R4C/admin.py), never the client's.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -134,10 +145,9 @@ AUTHENTICATION_BACKENDS = [
 
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "R4C.http.client_address"
 AXES_HTTP_RESPONSE_CODE = 429
-AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # its start-up banner, once per process, says nothing an operator needs
 
 ROOT_URLCONF = "R4C.urls"

@@ -41,6 +41,16 @@ def ascii_address(email: str) -> str:
     return f"{local}@{idna.encode(domain).decode()}" if not domain.isascii() else email
 
 
+def inbox(email: str) -> str:
+    """The inbox an address delivers to, as limits count it (never as mail is sent):
+    `ann+shop@x` is `ann@x`, and at gmail.com (googlemail.com alike) dots do not count."""
+    local, _, domain = ascii_address(email).lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
 # "This customer is being forgotten", with the Customer as `customer`: sent inside the
 # transaction that deletes it, so that apps holding records of it (orders) erase them first.
 # customers knows nothing of who listens.
@@ -52,6 +62,8 @@ class Customer(models.Model):
     email = models.EmailField("адрес", max_length=254)
     # The mailbox: `ann@example.com` whatever case or Unicode form it was written in.
     email_key = models.CharField(max_length=254, unique=True, editable=False)
+    # The inbox it delivers to, for the daily cap: see inbox().
+    inbox = models.CharField(max_length=254, db_index=True, editable=False, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     # Stopped all mail from a notice's one-click link; placing an order again clears it.
     mail_stopped_at = models.DateTimeField("письма остановлены", null=True, blank=True)
@@ -73,13 +85,16 @@ class Customer(models.Model):
     def save(self, *args, **kwargs) -> None:
         # Every path that writes a customer (admin, shell, a request) stores the same forms.
         self.email, self.email_key = normalize_address(self.email)
+        self.inbox = inbox(self.email)
         super().save(*args, **kwargs)
 
     @classmethod
     def for_address(cls, raw: str) -> "Customer":
         """The customer of this mailbox, created if new. Raises ValidationError if invalid."""
         email, key = normalize_address(raw)
-        customer, _ = cls.objects.get_or_create(email_key=key, defaults={"email": email})
+        customer, _ = cls.objects.get_or_create(
+            email_key=key, defaults={"email": email, "inbox": inbox(email)}
+        )
         return customer
 
     def forget(self) -> None:

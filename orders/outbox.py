@@ -43,11 +43,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Q, Sum, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
-from customers.models import Customer, customer_forgotten
+from customers.models import Customer, customer_forgotten, inbox
 from orders.models import (
     Arrival,
     Attempt,
@@ -105,7 +105,7 @@ def place(email: str, version: Version) -> Placing:
         )
         now = timezone.now()
         if order is None:
-            state = State.DUE if in_stock else State.WAITING
+            state = State.DUE if in_stock and not _capped(customer, version) else State.WAITING
             order = Order.objects.create(
                 customer=customer, version=version, state=state, placed_at=now, due_at=now
             )
@@ -116,10 +116,8 @@ def place(email: str, version: Version) -> Placing:
             placing = Placing(order, False, in_stock)
         else:
             recent = order.notified_at and now - order.notified_at < _repeat_after()
-            capped = order.sent_on == timezone.localdate() and (
-                order.sent_that_day >= settings.NOTICE_DAILY_CAP
-            )
-            state = State.DUE if in_stock and not recent and not capped else State.WAITING
+            mail = in_stock and not recent and not _capped(customer, version)
+            state = State.DUE if mail else State.WAITING
             Order.objects.filter(pk=order.pk).update(
                 state=state,
                 attempts=0,
@@ -133,6 +131,16 @@ def place(email: str, version: Version) -> Placing:
         if order.state == State.DUE:
             wake_worker()
     return placing
+
+
+def _capped(customer: Customer, version: Version) -> bool:
+    """Has the customer's inbox had NOTICE_DAILY_CAP notices for the version today, under
+    whichever of its addresses (ann+1@x and ann+2@x are one inbox)?"""
+    today = Order.objects.filter(
+        customer__inbox=customer.inbox, version=version, sent_on=timezone.localdate()
+    )
+    sent = today.aggregate(n=Sum("sent_that_day"))["n"] or 0
+    return sent >= settings.NOTICE_DAILY_CAP
 
 
 def _repeat_after() -> timedelta:
@@ -207,7 +215,7 @@ def lift(suppressions) -> int:
 def forget(sender, customer: Customer, **kwargs) -> None:
     """A customer is being forgotten: their orders (and attempts), links and counters go."""
     Order.objects.filter(customer=customer).delete()
-    buckets = {f"email:{customer.email.lower()}", f"email:{customer.email_key}"}
+    buckets = {f"email:{customer.email_key}", f"email:{inbox(customer.email)}"}
     RateCounter.objects.filter(bucket__in=buckets).delete()
 
 

@@ -10,6 +10,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from customers.models import inbox
 from orders import outbox
 from orders.forms import OrderForm
 from orders.models import Quota, RateCounter, StopLink, demand
@@ -97,7 +98,7 @@ def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
-    if over := _count(quotas, "email", form.cleaned_data["email"].lower()):
+    if over := _count(quotas, "email", inbox(form.cleaned_data["email"])):
         return _too_many(request, over)
 
     placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
@@ -131,7 +132,7 @@ def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         }
         return _order_page(request, form, errors, status=400)
     email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
-    if over := _count(quotas, "email", email.lower()):
+    if over := _count(quotas, "email", inbox(email)):
         return _too_many(request, over)
     placing = outbox.place(email, version)
     context = {

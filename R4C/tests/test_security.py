@@ -1,5 +1,7 @@
 """What an attacker on the network meets: locked logins, strict headers everywhere."""
 
+from ipaddress import ip_network
+
 from django.contrib.auth.models import User
 from django.test import Client, TestCase, override_settings
 
@@ -28,7 +30,49 @@ class AdminLoginTests(TestCase):
         other = Client(REMOTE_ADDR="10.1.2.3")
         self.assertEqual(self.log_in("the-right-password", other).status_code, 302)
 
-    @override_settings(TRUSTED_PROXIES=1)
+    def test_a_good_login_of_another_name_does_not_reset_the_count_of_a_guessed_one(self):
+        User.objects.create_user("manager", "m@r4c.test", "manager-password", is_staff=True)
+        statuses = []
+        for n in range(100):
+            statuses.append(self.log_in("guess").status_code)
+            if n % 4 == 0:
+                manager = {"username": "manager", "password": "manager-password"}
+                self.client.post("/admin/login/?next=/admin/", manager)
+                self.client.logout()
+        self.assertEqual(statuses[:4], [200] * 4)
+        self.assertEqual(set(statuses[4:]), {429})
+
+    def test_a_good_login_forgets_its_own_failures(self):
+        for _ in range(3):
+            self.log_in("guess")
+        self.assertEqual(self.log_in("the-right-password").status_code, 302)
+        self.client.logout()
+        for _ in range(4):  # counted from zero again: the fifth would lock
+            self.assertEqual(self.log_in("guess").status_code, 200)
+
+    def test_addresses_of_one_ipv6_64_are_one_client(self):
+        for n in range(4):
+            self.assertEqual(
+                self.log_in("guess", Client(REMOTE_ADDR=f"2001:db8:1:2::{n + 1}")).status_code, 200
+            )
+        self.assertEqual(
+            self.log_in("guess", Client(REMOTE_ADDR="2001:db8:1:2:ffff:1:2:3")).status_code, 429
+        )
+        other = Client(REMOTE_ADDR="2001:db8:1:3::1")  # the next /64: another client
+        self.assertEqual(self.log_in("the-right-password", other).status_code, 302)
+
+    @override_settings(TRUSTED_PROXIES=[ip_network("127.0.0.1/32")])
+    def test_a_malformed_or_oversized_forwarded_header_is_ignored_not_a_500(self):
+        for header in ["not-an-ip", "1.2.3.4" + ", 5.6.7.8" * 60, "1.2.3.4, ²"]:
+            with self.subTest(header=header[:20]):
+                response = self.client.post(
+                    "/admin/login/",
+                    {"username": "director", "password": "guess"},
+                    headers={"X-Forwarded-For": header},
+                )
+                self.assertEqual(response.status_code, 200)
+
+    @override_settings(TRUSTED_PROXIES=[ip_network("127.0.0.1/32")])
     def test_behind_the_proxy_each_client_counts_for_itself(self):
         for n in range(5):
             self.client.post(

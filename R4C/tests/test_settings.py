@@ -85,7 +85,8 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"API_KEYS_REQUIRED": "sometimes"}, ["API_KEYS_REQUIRED"]),
         ({"ORDER_LIMIT_PER_CLIENT": "-1"}, ["ORDER_LIMIT_PER_CLIENT"]),
         ({"ORDER_LIMIT_PER_EMAIL": "five"}, ["ORDER_LIMIT_PER_EMAIL"]),
-        ({"TRUSTED_PROXIES": "11"}, ["TRUSTED_PROXIES"]),
+        ({"TRUSTED_PROXIES": "1"}, ["TRUSTED_PROXIES"]),  # a count of hops, as it once was
+        ({"TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/33"}, ["TRUSTED_PROXIES"]),
         ({"HSTS_SECONDS": "a year"}, ["HSTS_SECONDS"]),
         ({"HTTPS": "maybe"}, ["HTTPS"]),
         ({"PROXY_SSL_HEADER": "2"}, ["PROXY_SSL_HEADER"]),

@@ -4,14 +4,18 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from ipaddress import ip_network
 
 from django.db import connection
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 
 from customers.models import Customer
-from orders.models import Order, RateCounter
+from orders.models import Order, RateCounter, State
+from orders.tests.smtp import smtp_server
 from R4C.tests.problem import ProblemAssertions
-from R4C.tests.world import catalog
+from R4C.tests.world import catalog, drain, produce
+
+PROXIES = [ip_network("127.0.0.1"), ip_network("10.0.0.0/8")]
 
 
 def clear_of_a_window_edge():
@@ -62,17 +66,48 @@ class LimitTests(ProblemAssertions, TestCase):
         self.assert_too_many(response, 600)
         self.assertEqual(order(self.client, "bob@example.com").status_code, 201)
 
-    @override_settings(ORDER_LIMIT_PER_CLIENT=1, TRUSTED_PROXIES=1)
+    @override_settings(ORDER_LIMIT_PER_CLIENT=1, TRUSTED_PROXIES=PROXIES)
     def test_behind_a_trusted_proxy_the_client_is_the_address_it_saw(self):
         # The proxy appends the address it saw; whatever the client wrote stays on the left.
         first = order(self.client, "a@example.com", X_Forwarded_For="1.1.1.1")
         spoofed = order(self.client, "b@example.com", X_Forwarded_For="9.9.9.9, 1.1.1.1")
-        other = order(self.client, "c@example.com", X_Forwarded_For="2.2.2.2")
+        # Through two proxies of ours (the local one, and one in 10.0.0.0/8).
+        chained = order(self.client, "c@example.com", X_Forwarded_For="1.1.1.1, 10.2.3.4")
+        other = order(self.client, "d@example.com", X_Forwarded_For="2.2.2.2")
 
         self.assertEqual(first.status_code, 201)
         self.assert_too_many(spoofed, 60)
+        self.assert_too_many(chained, 60)
         self.assertEqual(other.status_code, 201)
         self.assertEqual(Customer.objects.count(), 2)
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=1, TRUSTED_PROXIES=PROXIES)
+    def test_a_malformed_or_oversized_forwarded_header_counts_as_the_connection(self):
+        self.assertEqual(order(self.client, "a@example.com").status_code, 201)  # the proxy's
+        for header in ["not-an-ip", "1.1.1.1, ", "1.1.1.1, 300.1.1.1", "1.1.1.1," * 200]:
+            with self.subTest(header=header[:20]):
+                self.assert_too_many(
+                    order(self.client, "b@example.com", X_Forwarded_For=header), 60
+                )
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=1)
+    def test_without_a_trusted_proxy_the_header_is_anyone_s_to_write(self):
+        self.assertEqual(order(self.client, "a@example.com").status_code, 201)
+        response = order(self.client, "b@example.com", X_Forwarded_For="7.7.7.7")
+        self.assert_too_many(response, 60)
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=3)
+    def test_one_ipv6_64_is_one_client(self):
+        statuses = [
+            order(Client(REMOTE_ADDR=f"2001:db8:aa:bb:{n:x}::1"), f"v{n}@example.com").status_code
+            for n in range(6)
+        ]
+        self.assertEqual(statuses, [201, 201, 201, 429, 429, 429])
+        elsewhere = Client(REMOTE_ADDR="2001:db8:aa:bc::1")
+        self.assertEqual(order(elsewhere, "w@example.com").status_code, 201)
+        mapped = Client(REMOTE_ADDR="::ffff:192.0.2.1")  # IPv4 over IPv6 is that IPv4 address
+        self.assertEqual(order(mapped, "x@example.com").status_code, 201)
+        self.assertEqual(order(Client(REMOTE_ADDR="192.0.2.1"), "y@example.com").status_code, 201)
 
     @override_settings(ORDER_LIMIT_PER_CLIENT=4, ORDER_LIMIT_PER_EMAIL=2)
     def test_every_answer_tells_the_limit_nearest_to_being_reached(self):
@@ -115,6 +150,41 @@ class LimitTests(ProblemAssertions, TestCase):
         self.assertEqual(response.status_code, 201)
         self.assertFalse(response.has_header("RateLimit-Policy"))
         self.assertFalse(response.has_header("RateLimit"))
+
+
+ONE_INBOX = [f"bomb+{n}@gmail.com" for n in range(8)] + [
+    "b.omb@gmail.com",
+    "bo.mb@gmail.com",
+    "bomb@googlemail.com",
+    "B.O.M.B+x@GoogleMail.com",
+]
+
+
+class OneInboxTests(ProblemAssertions, TestCase):
+    """Tags and gmail's dots make many addresses of one inbox: limits count it once."""
+
+    def setUp(self):
+        catalog()
+        clear_of_a_window_edge()
+
+    def assert_nothing_written(self):
+        pass
+
+    @override_settings(ORDER_LIMIT_PER_EMAIL=5)
+    def test_the_per_address_limit_counts_one_inbox_once(self):
+        statuses = [order(self.client, email).status_code for email in ONE_INBOX]
+        self.assertEqual(statuses, [201] * 5 + [429] * 7)
+        self.assertEqual(order(self.client, "other@gmail.com").status_code, 201)
+
+    @override_settings(NOTICE_DAILY_CAP=3)
+    def test_the_daily_cap_counts_one_inbox_once_and_delivery_keeps_each_address(self):
+        produce("R2-D2")
+        with smtp_server() as server:
+            for email in ONE_INBOX:
+                self.assertIn(order(self.client, email).status_code, (200, 201))
+                drain()
+        self.assertEqual(server.recipients(), sorted(ONE_INBOX[:3]))
+        self.assertEqual(Order.objects.filter(state=State.WAITING).count(), 9)
 
 
 class ParallelLimitTests(TransactionTestCase):
