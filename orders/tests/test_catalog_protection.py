@@ -1,7 +1,7 @@
 """No order waits for nothing: the catalog entries that orders go by stay as they are."""
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.test import TestCase
 
@@ -36,8 +36,8 @@ class CatalogProtectionTests(TestCase):
         )
         self.assertContains(response, "R2-D2 нельзя переименовать: это имя носят заказы: 2.")
         d2.name = "D3"
-        with self.assertRaises(ValidationError):
-            d2.save()  # a shell cannot either
+        with self.assertRaises(IntegrityError), transaction.atomic():
+            d2.save()  # a shell cannot either: the database refuses
 
         self.assertEqual(version("R2-D2").orders.count(), 2)
 

@@ -2,11 +2,17 @@
 
 from datetime import UTC, datetime
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test import TestCase
 
+from orders.models import Order
+from R4C.tests.world import place
 from robots.models import Model, Robot, Version
+
+
+def raw(sql: str, *params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 class CatalogNameTests(TestCase):
@@ -35,30 +41,56 @@ class CatalogNameTests(TestCase):
         self.assertEqual(list(Model.objects.values_list("name", flat=True)), ["R2"])
         self.assertFalse(Version.objects.exists())
 
-    def test_save_refuses_to_rename_an_entry_robots_go_by(self):
+    def refused(self, write) -> None:
+        with self.assertRaises(IntegrityError), transaction.atomic():
+            write()
+
+    def test_the_database_refuses_to_rename_an_entry_robots_or_orders_go_by(self):
         r2 = Model.objects.create(name="R2")
         d2 = Version.objects.create(model=r2, name="D2")
+        a1 = Version.objects.create(model=r2, name="A1")
         Robot.objects.create(model=r2, version=d2, created=datetime(2023, 10, 3, tzinfo=UTC))
+        place("R2-A1", "ann@example.com")  # an order waits for A1, no robot yet
+        x5 = Model.objects.create(name="X5")
 
         d2.name = "D3"
-        with self.assertRaisesMessage(
-            ValidationError, "R2-D2 нельзя переименовать: это имя носят роботы: 1"
-        ):
-            d2.save()
-        r2.name = "R3"
-        with self.assertRaisesMessage(
-            ValidationError, "R2 нельзя переименовать: это имя носят роботы: 1"
-        ):
-            r2.save()
-        d2.refresh_from_db()
-        d2.model = Model.objects.create(name="X5")  # moving it changes its serial too
-        with self.assertRaises(ValidationError):
-            d2.save()
+        self.refused(d2.save)
+        self.refused(lambda: Version.objects.filter(pk=a1.pk).update(name="A2"))
+        self.refused(lambda: Version.objects.filter(pk=d2.pk).update(model=x5))  # moving it
+        self.refused(lambda: Model.objects.filter(pk=r2.pk).update(name="R3"))
+        self.refused(lambda: raw("UPDATE robots_model SET name = 'R3' WHERE id = %s", r2.pk))
 
         self.assertEqual(Robot.objects.get().serial, "R2-D2")
         self.assertEqual(
-            sorted(Version.objects.values_list("model__name", "name")), [("R2", "D2")]
+            sorted(Version.objects.values_list("model__name", "name")),
+            [("R2", "A1"), ("R2", "D2")],
         )
+        Model.objects.filter(pk=x5.pk).update(name="X6")  # nothing goes by X5
+
+    def test_the_database_refuses_a_robot_or_order_whose_serial_is_not_its_version_s(self):
+        r2 = Model.objects.create(name="R2")
+        d2 = Version.objects.create(model=r2, name="D2")
+        x5 = Model.objects.create(name="X5")
+        created = datetime(2023, 10, 3, tzinfo=UTC)
+        for serial, model in [("", r2), ("R2-A1", r2), ("X5-D2", x5), ("R2-D2", x5)]:
+            with self.subTest(serial=serial, model=model.name):
+                robot = Robot(model=model, version=d2, serial=serial, created=created)
+                self.refused(lambda robot=robot: Robot.objects.bulk_create([robot]))
+        self.refused(
+            lambda: raw(
+                "INSERT INTO robots_robot (model_id, version_id, serial, created) "
+                "VALUES (%s, %s, 'R2-D1', '2023-10-03 00:00:00')",
+                r2.pk,
+                d2.pk,
+            )
+        )
+        [robot] = Robot.objects.bulk_create(
+            [Robot(model=r2, version=d2, serial="R2-D2", created=created)]
+        )
+        self.refused(lambda: Robot.objects.filter(pk=robot.pk).update(serial="R2-D3"))
+        [order] = place("R2-D2", "ann@example.com")
+        self.refused(lambda: Order.objects.filter(pk=order.pk).update(robot_serial="R2-A1"))
+        self.assertEqual(Robot.objects.count(), 1)
 
     def test_an_entry_nothing_goes_by_can_be_renamed(self):
         a1 = Version.objects.create(model=Model.objects.create(name="R2"), name="A1")

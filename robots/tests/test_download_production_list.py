@@ -1,8 +1,10 @@
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from R4C.tests.problem import ProblemAssertions
+from robots.models import Robot
 from robots.tests.report import read_report
 from robots.tests.test_utils import ReportTestCase
 from robots.utils import HEADER
@@ -26,6 +28,29 @@ class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
         )
         self.assertEqual(read_report(response.content), {"R2": [HEADER, ("R2", "D2", 2)]})
         self.assertEqual((self.folder / "robots_list.xlsx").read_bytes(), response.content)
+
+    def test_a_row_written_before_serials_were_checked_is_left_out_and_logged(self):
+        self.produce("R2", "D2", 2, created=timezone.now() - timedelta(days=1))
+        robot = Robot.objects.first()
+        with connection.cursor() as cursor:  # as a database from before migration 0013 holds
+            for name in ["robots_check_serial", "robots_check_serial_insert"]:
+                cursor.execute(
+                    f"DROP TRIGGER IF EXISTS {name}"
+                    + (" ON robots_robot" if connection.vendor == "postgresql" else "")
+                )
+            for serial in ["", "R2D2"]:
+                cursor.execute(
+                    "INSERT INTO robots_robot (model_id, version_id, serial, created) "
+                    "SELECT model_id, version_id, %s, created FROM robots_robot WHERE id = %s",
+                    [serial, robot.pk],
+                )
+
+        with self.assertLogs("robots.utils", "ERROR") as logged:
+            response = self.client.get("/download/")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(read_report(response.content), {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual(len(logged.records), 2)
+        self.assertIn("'R2D2'", logged.output[-1])
 
     def test_it_counts_the_last_seven_days_up_to_now(self):
         week_ago = timezone.now() - timedelta(days=7)
