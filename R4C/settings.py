@@ -183,7 +183,10 @@ def _database(url: str) -> dict:
         # writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrade),
         # and the timeout makes a writer wait for the lock instead of failing.
         config["OPTIONS"] = {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            # secure_delete: what is erased (a forgotten customer) is overwritten, not left
+            # in free pages.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+            "PRAGMA secure_delete=ON",
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         }
@@ -338,7 +341,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"line": {"()": f"R4C.logs.{_log_format.title()}Formatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "filters": {"redact": {"()": "R4C.logs.Redact"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": _log_level},
     "loggers": {
         # Django's own console handler (with DEBUG on) would print each line a second time.

@@ -41,6 +41,7 @@ from customers.models import ascii_address
 from orders import outbox
 from orders.bounces import envelope_sender, kind_of, status_in
 from orders.models import Attempt, Bounce, Order, RateCounter, Worker
+from R4C.logs import redact
 from robots.models import IdempotentAnswer
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def _attempt(
 ) -> Attempt:
     if isinstance(reply, bytes):
         reply = reply.decode(errors="replace")
-    text = f"{code} {reply}" if code and reply else reply
+    text = redact(f"{code} {reply}" if code and reply else reply)
     attempt = Attempt(
         at=timezone.now(),
         outcome=outcome,
@@ -267,13 +268,16 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
 
 def _log(tag: uuid.UUID, order: Order, attempt: Attempt) -> None:
     sent = attempt.outcome == Attempt.Outcome.SENT
+    # The code and status only: the server's text may quote the recipient (it is kept,
+    # redacted, on the attempt).
+    said = f"{attempt.code} {status_in(attempt.reply)}".strip() if attempt.code else attempt.reply
     log.log(
         logging.INFO if sent else logging.WARNING,
         "order %s: %s in %s s%s",
         order.pk,
         attempt.outcome,
         attempt.seconds,
-        "" if sent else f": {attempt.reply}",
+        "" if sent else f": {said}",
         extra={"order": order.pk, "claim": str(tag), "code": attempt.code},
     )
 

@@ -58,6 +58,7 @@ from orders.models import (
     StopLink,
     Suppression,
 )
+from R4C.logs import redact
 from robots.models import Robot, Version
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,9 @@ def bounced(order: Order, kind: str, status: str = "", diagnostic: str = "") -> 
     at once for a hard bounce or a complaint (which also stops its mail, as the stop link
     does), after SOFT_LIMIT soft ones within SOFT_WINDOW."""
     with transaction.atomic():
+        diagnostic = redact(diagnostic)[:300]  # the server's text without the address
         bounce = Bounce.objects.create(
-            order=order, kind=kind, status=status, diagnostic=diagnostic[:300]
+            order=order, kind=kind, status=status, diagnostic=diagnostic
         )
         if kind == Bounce.Kind.COMPLAINT:
             stop(order.customer_id)
@@ -193,7 +195,7 @@ def bounced(order: Order, kind: str, status: str = "", diagnostic: str = "") -> 
             defaults={
                 "kind": kind,
                 "status": status,
-                "diagnostic": diagnostic[:300],
+                "diagnostic": diagnostic,
                 "order": order,
             },
         )

@@ -1,6 +1,8 @@
 """Errors that are not the request's fault still answer in the API's shape."""
 
+import io
 import json
+import logging
 import sqlite3
 import tempfile
 import time
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from orders.models import Order, Worker
 from orders.tests.smtp import smtp_server
+from R4C.logs import Redact
 from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog, database_down, drain, json_log, place, produce
 from robots.models import Robot
@@ -231,3 +234,30 @@ class RequestIdTests(TestCase):
         self.assertEqual(answer.status_code, 404)
         [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
         self.assertEqual((line["logger"], line["request_id"]), ("django.request", "lb-43"))
+
+
+class RedactionTests(TestCase):
+    def test_no_log_line_keeps_an_address_a_stop_secret_or_an_admin_search(self):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(Redact())
+        logger = logging.getLogger("R4C.tests.redaction")
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        logger.warning("order 7: failed: 550 5.1.1 <Ann.Lee+x@Example.com>: no such user")
+        logger.warning("Not Found: %s", "/stop/Zx9_secret-1/")
+        access = logging.LogRecord(
+            "gunicorn.access", logging.INFO, "", 0, '"%(r)s" %(s)s', None, None
+        )
+        access.args = {
+            "r": "GET /admin/customers/customer/?q=ann%40example.com&o=1 HTTP/1.1",
+            "s": "200",
+        }
+        handler.handle(access)
+
+        written = stream.getvalue()
+        for secret in ["Ann.Lee", "Example.com", "Zx9_secret", "ann%40example"]:
+            self.assertNotIn(secret, written)
+        self.assertIn("550 5.1.1 <<address>>", written)
+        self.assertIn("/stop/…/", written)
+        self.assertIn("?q=…&o=1", written)

@@ -25,11 +25,14 @@ from unittest import skipUnless
 
 import psycopg
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import TransactionTestCase
 from django.utils import timezone
 from openpyxl import load_workbook
 
+from orders.models import Order
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.test_metrics import samples
 from R4C.tests.test_openapi import schemathesis
@@ -332,6 +335,64 @@ class ServiceTests(TransactionTestCase):
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
         status, _, _ = call(self.a, "POST", "/add_robot", body, headers)
         self.assertEqual(status, 201)  # no slash, no redirect
+
+    def test_after_a_forget_no_log_nor_database_file_holds_the_address_or_its_secret(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        User.objects.create(  # hashed as the service checks it (the tests' own hasher is MD5)
+            username="keeper",
+            password=PBKDF2PasswordHasher().encode("a-long-password-for-it", "keeper-salt"),
+            is_staff=True,
+            is_superuser=True,
+        )
+        self.assertEqual(post_robot(self.a, "R2-D2", self.key)[0], 201)
+        kept, gone = "kept.secretly@example.com", "gone.secretly@example.com"
+        self.mailbox.refuse[gone] = f"550 5.1.1 <{gone}>: Recipient address rejected"
+        self.addCleanup(self.mailbox.refuse.clear)
+        for host, email in ((self.a, kept), (self.b, gone)):  # the second logs as JSON
+            self.assertEqual(order(host, email, "R2-D2")[0], 201)
+        self.assertTrue(wait_for(lambda: self.mailbox.recipients() == [kept], seconds=30))
+        self.assertTrue(wait_for(lambda: Order.objects.filter(state="failed").exists(), 30))
+        # The customer opens the stop link, and presses it; a manager searches for both.
+        link = re.search(
+            r"<https?://[^/]+(/stop/[^/]+/)>", self.mailbox.messages[0][1]["List-Unsubscribe"]
+        )
+        secret = link.group(1).split("/")[2]
+        for host in (self.a, self.b):
+            self.assertEqual(call(host, "GET", link.group(1))[0], 200)
+            self.assertEqual(call(host, "GET", f"/stop/{secret}x/")[0], 404)  # logged by Django
+            manager = Browser(host)
+            manager.submit(
+                "/admin/login/", {"username": "keeper", "password": "a-long-password-for-it"}
+            )
+            for email in (kept, gone):
+                query = urllib.parse.urlencode({"q": email})
+                self.assertEqual(
+                    manager.request("GET", f"/admin/customers/customer/?{query}")[0], 200
+                )
+        self.assertEqual(call(self.a, "POST", link.group(1))[0], 200)
+
+        for email in (kept, gone):
+            subprocess.run(
+                [sys.executable, "manage.py", "forget_customer", email],
+                cwd=ROOT,
+                env=environment(DATABASE_URL=database_url()),
+                check=True,
+                capture_output=True,
+            )
+        time.sleep(1)  # the last log lines reach the files
+        files = {f"make serve {s.port}": s.output().encode() for s in self.services}
+        if connection.vendor == "sqlite":
+            name = connection.settings_dict["NAME"]
+            files |= {
+                path: Path(path).read_bytes()
+                for path in (name, f"{name}-wal")
+                if Path(path).exists()
+            }
+        self.assertIn(b"/stop/", files[f"make serve {self.a}"])  # the access log was written
+        for where, content in files.items():
+            for what in (kept, gone, secret, "secretly%40", "secretly@"):
+                with self.subTest(where=where, what=what):
+                    self.assertNotIn(what.encode(), content.lower())
 
     def test_the_api_answers_in_production_as_its_contract_says(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")

@@ -1,4 +1,7 @@
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from unittest import skipUnless
 
 from django.core import mail
 from django.core.management import call_command
@@ -11,6 +14,12 @@ from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog, produce
 
 BOUNDARY = "r4cboundary"
+
+
+# Where Debian's PostgreSQL (this machine's, and CI's) writes its server log.
+POSTGRESQL_LOG = next(Path("/var/log/postgresql").glob("postgresql-*-main.log"), Path("/-"))
+if connection.vendor != "postgresql":
+    POSTGRESQL_LOG = Path("/-")
 
 
 class CreateOrderTests(ProblemAssertions, TestCase):
@@ -282,3 +291,25 @@ class ParallelPlacingTests(TransactionTestCase):
         self.assertEqual(sorted(r.status_code for r in responses), [200] * 6 + [201] * 2)
         self.assertEqual(Customer.objects.count(), 1)
         self.assertEqual(Order.objects.count(), 2)
+
+    @skipUnless(os.access(POSTGRESQL_LOG, os.R_OK), "reads this machine's PostgreSQL log")
+    def test_first_orders_racing_for_one_new_address_leave_it_out_of_postgresql_s_log(self):
+        catalog()
+        size = POSTGRESQL_LOG.stat().st_size
+        serials = ["R2-D2", "R2-A1", "13-XS", "R2-D2"] * 5
+
+        def place(serial):
+            try:
+                form = {"email": "racing.first@example.com", "robot-serial": serial}
+                return Client().post("/create_order/", form).status_code
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(place, serials))
+
+        self.assertEqual(sorted(statuses), [200] * 17 + [201] * 3)
+        self.assertEqual(Customer.objects.count(), 1)
+        with POSTGRESQL_LOG.open("rb") as log:
+            log.seek(size)
+            self.assertNotIn(b"racing.first", log.read())

@@ -15,10 +15,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, address: str, **options):
         try:
-            forgotten = Customer.forget_address(address)
+            forgotten, entries = Customer.forget_address(address)
         except ValidationError as error:
             raise CommandError(f"Not an e-mail address: {' '.join(error.messages)}") from None
-        if not forgotten:
-            raise CommandError("No customer has that address; nothing was changed.")
         # The address is not repeated: this output may end up in logs.
-        self.stdout.write(self.style.SUCCESS("The customer is forgotten."))
+        if forgotten:
+            self.stdout.write(
+                self.style.SUCCESS(f"The customer is forgotten, and {entries} admin log entries.")
+            )
+        elif entries:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"No customer has that address; {entries} admin log entries that named it "
+                    "are erased."
+                )
+            )
+        else:
+            raise CommandError("No customer has that address, and nothing names it.")
