@@ -117,8 +117,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it times (and counts) every answer, redirects and refusals included.
     "R4C.metrics.RequestMetricsMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # Before the security middleware, so that its HTTPS redirect carries the policy too.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     # The admin's static files, from the process itself: no separate file server to set up.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -103,11 +103,23 @@ class HeaderTests(TestCase):
         ]:
             with self.subTest(path=path):
                 response = client.get(path)
-                policy = response["Content-Security-Policy"]
-                self.assertIn("default-src 'none'", policy)
-                self.assertIn("script-src 'self'", policy)
-                self.assertIn("frame-ancestors 'none'", policy)
-                self.assertNotIn("unsafe", policy)
-                self.assertEqual(response["X-Content-Type-Options"], "nosniff")
+                self.assert_strict(response)
                 self.assertEqual(response["X-Frame-Options"], "DENY")
                 self.assertEqual(response["Referrer-Policy"], "same-origin")
+
+    def test_refusals_before_any_view_carry_the_policy_too(self):
+        with override_settings(SECURE_SSL_REDIRECT=True):
+            redirect = Client().get("/download/")  # plain HTTP: to https://
+        self.assertEqual(redirect.status_code, 301)
+        wrong_host = Client(HTTP_HOST="evil.example").get("/healthz")
+        self.assertEqual(wrong_host.status_code, 400)
+        for response in (redirect, wrong_host):
+            self.assert_strict(response)
+
+    def assert_strict(self, response) -> None:
+        policy = response["Content-Security-Policy"]
+        self.assertIn("default-src 'none'", policy)
+        self.assertIn("script-src 'self'", policy)
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertNotIn("unsafe", policy)
+        self.assertEqual(response["X-Content-Type-Options"], "nosniff")

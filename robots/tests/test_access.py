@@ -48,6 +48,8 @@ class ApiKeyTests(ProblemAssertions, TestCase):
             f"Bearer r4c_{self.key.pk}_",
             f"Bearer r4c_x_{self.secret}",
             "Bearer r4c_99999999999999999999999_abc",
+            "Bearer r4c_\u00b2_x",  # a digit, but not 0-9 (latin-1's superscript two)
+            "Bearer r4c_\u0663_x",  # Arabic-Indic three
             f"Bearer {revoked_secret}",
         ]:
             with self.subTest(authorization=authorization):
