@@ -37,37 +37,48 @@ run: $(VENV)/.runtime
 	$(PY) manage.py send_notices & worker=$$!; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# The production form on one host: migrations, static files, then gunicorn on
-# http://$(HOST):$(PORT) for a reverse proxy that terminates TLS, and the mail worker beside it.
-# Settings come from the environment or .env (DEBUG off; see .env.example). Ctrl-C or
-# SIGTERM stops both. gthread workers keep idle keep-alive connections off their threads, so
-# a few slow or idle clients cannot take every worker.
+# The production form on one host: migrations, static files, then on http://$(HOST):$(PORT)
+# Debian's nginx (R4C/nginx.conf), which reads each request whole before gunicorn's threads see
+# it, so that slow or silent clients hold none of them; gunicorn behind it on a socket in
+# .serve-$(PORT)/; and the mail worker. For a reverse proxy that terminates TLS. Settings come
+# from the environment or .env (DEBUG off; see .env.example). Ctrl-C or SIGTERM stops all three.
 HOST ?= 127.0.0.1
 WEB_WORKERS ?= 2
 WEB_THREADS ?= 8
+RUN = $(CURDIR)/.serve-$(PORT)
+NGINX ?= $(firstword $(shell command -v nginx) /usr/sbin/nginx)
 serve: export DEBUG = false
 # Where gunicorn's processes leave their request metrics for /metrics to sum (emptied at start).
-serve: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.metrics-$(PORT)
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(RUN)/metrics
 serve: $(VENV)/.runtime
-	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
+	@test -x "$(NGINX)" || { \
+	echo "make serve puts nginx in front of gunicorn: install it (Debian: apt-get install nginx)."; \
+	exit 1; }
+	rm -rf "$(RUN)" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
+	sed -e 's|@HOST@|$(HOST)|g; s|@PORT@|$(PORT)|g; s|@RUN@|$(RUN)|g' R4C/nginx.conf \
+		> "$(RUN)/nginx.conf"
+	@# As root (a container), nginx's workers would run as nobody, who may not reach the socket.
+	@[ "$$(id -u)" != 0 ] || sed -i '1i user root;' "$(RUN)/nginx.conf"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@trap 'kill $$web $$worker 2>/dev/null; wait $$web $$worker; \
-	rm -rf "$$PROMETHEUS_MULTIPROC_DIR"' EXIT INT TERM; \
+	@trap 'kill $$front $$web $$worker 2>/dev/null; wait $$front $$web $$worker; \
+	rm -rf "$(RUN)"' EXIT INT TERM; \
 	$(PY) manage.py send_notices & worker=$$!; \
-	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind $(HOST):$(PORT) \
+	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--worker-class gthread --workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
 		--access-logfile - --graceful-timeout 20 & web=$$!; \
-	wait -n $$web $$worker
+	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr & front=$$!; \
+	wait -n $$front $$web $$worker
 
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
 # spreadsheet for the browser and print tests, promtool (package prometheus) for the alert
-# rules, pg_dump for PostgreSQL's backups (installed once, as root or through sudo).
-CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client
+# rules, pg_dump for PostgreSQL's backups, nginx for make serve (installed once, as root or
+# through sudo).
+CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client nginx
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
 	command -v soffice >/dev/null && command -v promtool >/dev/null && \
-	command -v pg_dump >/dev/null || { \
+	command -v pg_dump >/dev/null && test -x "$(NGINX)" || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }

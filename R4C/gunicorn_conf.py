@@ -7,5 +7,6 @@ from R4C.settings import LOGGING
 # A copy: logging.config.dictConfig consumes the dict it is given, and Django configures
 # each worker process from LOGGING after gunicorn has configured the master from this.
 logconfig_dict = copy.deepcopy(LOGGING)
-# No time of its own: the formatter gives every line the one time format.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# No time of its own: the formatter gives every line the one time format. The client as
+# X-Forwarded-For names it: gunicorn listens on a socket behind make serve's nginx.
+access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'

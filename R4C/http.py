@@ -187,13 +187,15 @@ def client_address(request: HttpRequest) -> str:
     """The client as the order limits and the admin's lockout count it: its IPv4 address, or
     the /64 network of its IPv6 address (what one host is given), as that network's address.
 
-    The connection's address, unless it comes from one of TRUSTED_PROXIES: then the nearest
-    address in X-Forwarded-For that is not a trusted proxy (each proxy appends the address it
-    saw; anything further left is whatever the client wrote). A malformed or oversized header
-    is ignored: the connection's address counts.
+    The connection's address, unless it comes from one of TRUSTED_PROXIES or over a local
+    socket (make serve's nginx: R4C/nginx.conf): then the nearest address in X-Forwarded-For
+    that is not a trusted proxy (each proxy appends the address it saw; anything further left
+    is whatever the client wrote). A malformed or oversized header is ignored: the
+    connection's address counts.
     """
-    client = _ip(request.META.get("REMOTE_ADDR", ""))
-    if client is not None and _trusted(client):
+    peer = request.META.get("REMOTE_ADDR", "")
+    client = _ip(peer)
+    if peer == "" or (client is not None and _trusted(client)):
         forwarded = request.headers.get("X-Forwarded-For", "")
         hops = (
             [_ip(hop) for hop in reversed(forwarded.split(","))] if len(forwarded) < 1000 else []

@@ -70,7 +70,7 @@ class JsonFormatter(TextFormatter):
                 "path": atoms.get("U"),
                 "status": atoms.get("s"),
                 "ms": atoms.get("M"),
-                "client": atoms.get("h"),
+                "client": atoms.get("{x-forwarded-for}i"),
                 "request_id": atoms.get("{x-request-id}o"),
             }
         if record.exc_info:

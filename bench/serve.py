@@ -3,8 +3,8 @@
     .venv/bin/python bench/serve.py              # SQLite, then PostgreSQL if it answers
     .venv/bin/python bench/serve.py --seconds 20
 
-For each database, in one run: gunicorn (the flags of `make serve`, DEBUG off) serves the
-product and two references from bench/views.py; wrk (loopback only, bounded by --seconds)
+For each database, in one run: `make serve` (nginx in front of gunicorn, and the mail
+worker; DEBUG off) serves the product and two references from bench/views.py; wrk (loopback only, bounded by --seconds)
 measures requests/s, p50 and p99 of
 - a trivial JSON view, a bare parse-and-insert view, and POST /add_robot/ without and with
   an Idempotency-Key (a new one each request);
@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,13 +126,12 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
     smtp.start()
     port = free_port()
     env = os.environ | {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port)}
+    # As it runs in production: nginx in front, gunicorn, the mail worker (make serve).
     server = subprocess.Popen(
-        [ROOT / ".venv/bin/gunicorn", "R4C.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "8",
-         "--no-control-socket", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        ["make", "--no-print-directory", "serve"],
+        cwd=ROOT, env=env | {"PORT": str(port)}, start_new_session=True,
+        stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    worker = subprocess.Popen([sys.executable, "manage.py", "send_notices"], cwd=ROOT, env=env)
     row = {"database": connection.vendor}
     try:
         http_call = http.client.HTTPConnection
@@ -216,9 +216,8 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         wait_until(lambda: all(e in clock.accepted for e in crowd), 600, step=0.2)
         row["delivery"] = len(crowd) / (max(clock.accepted[e] for e in crowd) - answered)
     finally:
-        for process in (server, worker):
-            process.terminate()
-            process.wait()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
         smtp.stop()
     return row
 

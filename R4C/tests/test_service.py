@@ -279,14 +279,39 @@ class ServiceTests(TransactionTestCase):
         rows = [tuple(row) for row in sheet.iter_rows(min_row=2, values_only=True)]
         self.assertEqual(rows, [("R2", "A1", 160), ("R2", "D2", 10)])
 
-    def test_idle_connections_do_not_starve_the_service(self):
-        idle = [socket.create_connection(("127.0.0.1", self.a)) for _ in range(8)]
-        self.addCleanup(lambda: [sock.close() for sock in idle])
-        for sock in idle[:4]:
-            sock.sendall(b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no more
+    def test_slow_and_silent_clients_do_not_starve_the_service(self):
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        socks = []
+        self.addCleanup(lambda: [sock.close() for sock in socks])
 
-        status, _, _ = call(self.a, "GET", "/healthz")
-        self.assertEqual(status, 200)
+        def trickle(sock: socket.socket, data: bytes) -> None:
+            try:
+                for byte in data:
+                    if stop.wait(1):  # a byte a second
+                        return
+                    sock.send(bytes([byte]))
+            except OSError:
+                pass
+
+        head = b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n"
+        for data in (head + b" " * 500, b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 200, None):
+            for _ in range(200):
+                sock = socket.create_connection(("127.0.0.1", self.a))
+                socks.append(sock)
+                if data is not None:  # else: connected, and silent
+                    sender = threading.Thread(target=trickle, args=(sock, data), daemon=True)
+                    sender.start()
+        time.sleep(2)  # every slow body has its headers in by now
+
+        slowest = 0.0
+        for _ in range(10):
+            started = time.monotonic()
+            status, _, _ = call(self.a, "GET", "/healthz")
+            slowest = max(slowest, time.monotonic() - started)
+            self.assertEqual(status, 200)
+        self.assertLess(slowest, 1)
+        self.assertEqual(post_robot(self.a, "R2-D2", self.key)[0], 400)  # answered, not stuck
 
     def test_with_log_format_json_every_line_the_service_prints_is_one_json_object(self):
         service = self.services[1]
