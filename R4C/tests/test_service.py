@@ -313,6 +313,25 @@ class ServiceTests(TransactionTestCase):
         self.assertLess(slowest, 1)
         self.assertEqual(post_robot(self.a, "R2-D2", self.key)[0], 400)  # answered, not stuck
 
+    def test_a_500_megabyte_upload_is_refused_at_once_and_nothing_is_spooled(self):
+        spool = ROOT / f".serve-{self.a}"
+        before = sorted(p.relative_to(spool) for p in spool.rglob("*") if p.is_file())
+        with socket.create_connection(("127.0.0.1", self.a), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /create_order/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n"
+                + f"Content-Length: {500 * 2**20}\r\n\r\n".encode()
+                + b'--b\r\nContent-Disposition: form-data; name="f"; filename="big"\r\n\r\n'
+                + b"\0" * 65536
+            )
+            answer = sock.recv(1000)
+            self.assertLess(time.monotonic() - started, 1)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
+        self.assertIn(b"application/problem+json", answer)
+        after = sorted(p.relative_to(spool) for p in spool.rglob("*") if p.is_file())
+        self.assertEqual(after, before)  # nothing in nginx's body spool, nothing new at all
+
     def test_with_log_format_json_every_line_the_service_prints_is_one_json_object(self):
         service = self.services[1]
         started = len(service.output())
