@@ -47,11 +47,18 @@ from robots.models import IdempotentAnswer
 log = logging.getLogger(__name__)
 
 SUBJECT = "Робот {serial} в наличии"
+# The factory's text, exactly; then, below the signature separator ("-- "), who writes, how
+# to reach the factory and how to stop this mail, in plain sight.
 BODY = (
     "Добрый день!\n"
     "Недавно вы интересовались нашим роботом модели {model}, версии {version}.\n"
     "Этот робот теперь в наличии. Если вам подходит этот вариант - пожалуйста, "
-    "свяжитесь с нами"
+    "свяжитесь с нами.\n"
+    "\n"
+    "-- \n"
+    "R4C, завод роботов{contact}\n"
+    "Вы получили это письмо, потому что заказали робота {serial} на {site}.\n"
+    "Больше не присылать писем на этот адрес: {stop}\n"
 )
 # Notices one sender claims at once: small, so that several senders share a backlog evenly
 # and a sender that stops leaves little to wait for its lease.
@@ -65,7 +72,8 @@ WORKER_BEAT = 5  # seconds between a worker's signs of life (/healthz: worker_se
 
 
 def message_for(order: Order) -> EmailMessage:
-    """The notice: the factory's exact text, and a one-click link that stops mail (RFC 8058).
+    """The notice: the factory's exact text, a signature with the factory's contact, and a
+    link that stops mail, in the body and as the one-click header (RFC 8058).
 
     Its Message-ID names the order and the placing it answers, so every attempt of one
     notice is the same message. The recipient is the address's ASCII form (IDNA 2008), as
@@ -77,7 +85,16 @@ def message_for(order: Order) -> EmailMessage:
     placing = int(order.placed_at.timestamp() * 1_000_000)
     return EmailMessage(
         subject=SUBJECT.format(serial=order.robot_serial),
-        body=BODY.format(model=model, version=version),
+        body=BODY.format(
+            model=model,
+            version=version,
+            serial=order.robot_serial,
+            contact=f"\nСвязаться с заводом: {settings.FACTORY_CONTACT}"
+            if settings.FACTORY_CONTACT
+            else "",
+            site=settings.SITE_URL,
+            stop=stop,
+        ),
         # The envelope sender: where bounces go, tagged per notice when BOUNCE_ADDRESS is set.
         from_email=envelope_sender(order.pk) if settings.BOUNCE_ADDRESS else None,
         to=[ascii_address(order.customer.email)],
@@ -85,6 +102,8 @@ def message_for(order: Order) -> EmailMessage:
             "From": settings.DEFAULT_FROM_EMAIL,
             "List-Unsubscribe": f"<{stop}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            # Sent by a program, not a person: no auto-replies to it (RFC 3834).
+            "Auto-Submitted": "auto-generated",
             # In the sender's domain, not this host's name, as its SPF, DKIM and DMARC are.
             "Message-ID": f"<notice.{order.pk}.{placing}@{sender_domain}>",
         },

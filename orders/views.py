@@ -32,7 +32,8 @@ MINUTE, TEN_MINUTES = timedelta(minutes=1), timedelta(minutes=10)
 # English messages are for programs.
 PAGE_ERRORS = {
     ("email", "required"): "Укажите адрес электронной почты.",
-    ("email", None): "На этот адрес нельзя отправить письмо. Проверьте его: ivan@example.com.",
+    ("email", None): "На этот адрес нельзя отправить письмо. Проверьте, что он написан "
+    "полностью, например, ivan@example.com.",
     ("robot-serial", "required"): "Выберите робота.",
     ("robot-serial", None): "Такого робота нет в каталоге.",
 }
@@ -193,11 +194,19 @@ def stop_mail(request: HttpRequest, secret: str) -> HttpResponse:
     link = StopLink.find(secret)
     if link is None:
         return render(request, "orders/stop_unknown.html", status=404)
-    context = {"email": link.customer.email}
+    context = {"email": link.customer.email, "already": link.customer.mail_stopped_at}
     if request.method != "POST":
-        return render(request, "orders/stop_confirm.html", context)
+        # Opened again after stopping: say so, instead of asking as if nothing happened.
+        page = "orders/stop_done.html" if context["already"] else "orders/stop_confirm.html"
+        return render(request, page, context)
     outbox.stop(link.customer_id)
     return render(request, "orders/stop_done.html", context)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a form posted without its token (the browser dropped the cookie, or
+    the page is old) is asked again, in the site's words; no developer advice."""
+    return render(request, "orders/csrf_failure.html", status=403)
 
 
 @staff_member_required

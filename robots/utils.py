@@ -13,7 +13,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Font
+from openpyxl.styles import Border, Font, PatternFill, Side
 from openpyxl.styles.fonts import DEFAULT_FONT
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -25,6 +25,8 @@ SERIAL = re.compile(r"[0-9A-Z]{2}-[0-9A-Z]{2}")
 REPORT_NAME = "robots_list.xlsx"
 HEADER = ("Модель", "Версия", "Количество за неделю")
 NO_PRODUCTION = "За эту неделю роботы не производились."
+SUMMARY = "Итого"
+SUMMARY_HEADER = ("Робот", HEADER[2])
 COLUMN_WIDTHS = (10, 10, 24)
 # The data's own font, bold: a bold Font without a name renders in another typeface.
 HEADER_FONT = Font(
@@ -34,9 +36,11 @@ HEADER_FONT = Font(
     scheme=DEFAULT_FONT.scheme,
     bold=True,
 )
+HEADER_FILL = PatternFill("solid", fgColor="DDE4EE")
+BOX = Border(*(Side(style="thin", color="7A8699"),) * 4)
 # Printed, a sheet is its table and its chart (anchored at E2) on one landscape A4 page.
 PRINT_AREA_COLUMNS = "A:N"
-PRINT_AREA_MIN_ROWS = 18
+PRINT_AREA_MIN_ROWS = 26
 
 Window = tuple[datetime, datetime]
 
@@ -100,55 +104,82 @@ def create_production_list(robots: QuerySet[Robot], window: Window | None = None
 def render_production_list(counts: list[tuple[str, int]], window: Window | None = None) -> bytes:
     """The workbook for (serial, count) rows ordered by serial, as .xlsx bytes.
 
-    Every sheet is the header row and one row per version (what readers of the report rely
-    on); the window, when given, is in the chart's title, in the printed page's header and,
-    on the sheet of a week without production, in its one line.
+    First "Итого": the week, one row per serial (or a line that says none was produced) and
+    the total. Then a sheet per model: the header row, one row per version (what readers of
+    the report rely on) and its total, with a chart. The week, when given, is on each printed
+    page once, in one line: the summary's first line, the model sheets' page header.
     """
     workbook = Workbook()
-    workbook.remove(workbook.active)
+    summary = workbook.active
+    summary.title = SUMMARY
+    # The week in its first line; the model sheets have it in their printed pages' header.
+    summary.append([describe_window(window) if window else "Производство за неделю"])
+    _start_table(summary, SUMMARY_HEADER)
+    for serial, count in counts:
+        _append_text_row(summary, serial, count)
+    if counts:
+        _add_chart(summary, SUMMARY, "Робот")
+    else:
+        summary.append([NO_PRODUCTION])
+    _append_total(summary, counts)
+    _set_up_printing(summary)
     for model, rows in groupby(counts, key=lambda row: row[0].split("-", 1)[0]):
-        sheet = _new_sheet(workbook, model, window)
+        rows = list(rows)
+        sheet = workbook.create_sheet(title=model)
+        _start_table(sheet, HEADER)
+        if window:
+            sheet.oddHeader.center.text = describe_window(window)
         for serial, count in rows:
             _append_text_row(sheet, model, serial.split("-", 1)[1], count)
-        _add_chart(sheet, model, window)
-        _set_up_printing(sheet)
-    if not counts:
-        sheet = _new_sheet(workbook, "Нет производства", window)
-        sheet.append(
-            [f"{describe_window(window)}: роботы не производились." if window else NO_PRODUCTION]
-        )
+        _add_chart(sheet, model, HEADER[1])
+        _append_total(sheet, rows)
         _set_up_printing(sheet)
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
 
 
-def _new_sheet(workbook: Workbook, title: str, window: Window | None) -> Worksheet:
-    sheet = workbook.create_sheet(title=title)
-    sheet.append(HEADER)
-    for cell in sheet[1]:
-        cell.font = HEADER_FONT
-    if window:
-        sheet.oddHeader.center.text = describe_window(window)
-    sheet.freeze_panes = "A2"
-    for letter, width in zip("ABC", COLUMN_WIDTHS, strict=True):
+def report_name(window: Window) -> str:
+    """The downloaded file's name, by its week: robots_2026-11-20_2026-11-27.xlsx."""
+    start, end = (timezone.localtime(moment).strftime("%Y-%m-%d") for moment in window)
+    return f"robots_{start}_{end}.xlsx"
+
+
+def _start_table(sheet: Worksheet, header: tuple[str, ...]) -> None:
+    """The header row, filled and bordered, below what the sheet holds already."""
+    sheet.append(header)
+    for cell in sheet[sheet.max_row]:
+        cell.font, cell.fill, cell.border = HEADER_FONT, HEADER_FILL, BOX
+    sheet.freeze_panes = f"A{sheet.max_row + 1}"
+    # The names' columns narrow, the count's wide enough for its header.
+    for letter, width in zip("ABC", COLUMN_WIDTHS[-len(header) :], strict=False):
         sheet.column_dimensions[letter].width = width
-    return sheet
 
 
-def _append_text_row(sheet: Worksheet, model: str, version: str, count: int) -> None:
-    sheet.append([model, version, count])
+def _append_text_row(sheet: Worksheet, *names_and_count) -> None:
+    sheet.append(names_and_count)
     # openpyxl takes any string that starts with "=" for a formula; a catalog name is text.
-    for cell in sheet[sheet.max_row][:2]:
+    for cell in sheet[sheet.max_row][:-1]:
         cell.data_type = "s"
 
 
-def _add_chart(sheet: Worksheet, model: str, window: Window | None) -> None:
+def _append_total(sheet: Worksheet, rows: list[tuple[str, int]]) -> None:
+    """The total row under the table, its count in the count's column."""
+    width = sheet.max_column if rows else len(SUMMARY_HEADER)
+    total = sum(count for _, count in rows)
+    sheet.append([SUMMARY, *[None] * (width - 2), total])
+    for cell in sheet[sheet.max_row]:
+        cell.font, cell.border = HEADER_FONT, BOX
+
+
+def _add_chart(sheet: Worksheet, title: str, axis: str) -> None:
+    """Of the table's rows, before its total: the last column's counts, by the column
+    before it (the version; the serial on the summary)."""
     chart = BarChart()
-    title = f"{model}: {HEADER[2].lower()}"
-    chart.title = f"{title}\n{describe_window(window)}" if window else title
+    chart.title = f"{title}: {HEADER[2].lower()}"
+    chart.width, chart.height = 20, 11  # cm: with the table, most of a landscape A4 page
     chart.y_axis.title = "Роботов"
-    chart.x_axis.title = HEADER[1]
+    chart.x_axis.title = axis
     chart.legend = None
     # Bars start at zero, so that 36 next to 40 does not look like a fifth of it; the axes
     # are said to be shown, as Excel hides them when openpyxl leaves that unset.
@@ -156,10 +187,13 @@ def _add_chart(sheet: Worksheet, model: str, window: Window | None) -> None:
     chart.y_axis.number_format = "0"
     chart.x_axis.delete = False
     chart.y_axis.delete = False
-    last = sheet.max_row
-    chart.add_data(Reference(sheet, min_col=3, min_row=1, max_row=last), titles_from_data=True)
-    chart.set_categories(Reference(sheet, min_col=2, min_row=2, max_row=last))
-    sheet.add_chart(chart, "E2")
+    last, counts = sheet.max_row, sheet.max_column
+    header = next(row for row in range(1, last + 1) if sheet.cell(row, counts).value == HEADER[2])
+    chart.add_data(
+        Reference(sheet, min_col=counts, min_row=header, max_row=last), titles_from_data=True
+    )
+    chart.set_categories(Reference(sheet, min_col=counts - 1, min_row=header + 1, max_row=last))
+    sheet.add_chart(chart, f"E{header}")
 
 
 def _set_up_printing(sheet: Worksheet) -> None:

@@ -14,10 +14,10 @@ from robots.access import require_key
 from robots.forms import CREATED_FORMAT, RobotForm
 from robots.models import IdempotentAnswer, Robot
 from robots.utils import (
-    REPORT_NAME,
     count_by_serial,
     create_production_list,
     describe_window,
+    report_name,
     robots_in,
     weekly_window,
 )
@@ -148,7 +148,9 @@ def robot_json(robot: Robot) -> dict:
 def download_production_list(request: HttpRequest) -> HttpResponse:
     window = weekly_window()
     response = HttpResponse(create_production_list(robots_in(window), window), content_type=XLSX)
-    response["Content-Disposition"] = f'attachment; filename="{REPORT_NAME}"'
+    # Named by its week, so that weeks downloaded into one folder do not collide.
+    name = report_name(window)
+    response["Content-Disposition"] = f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
     return response
 
 

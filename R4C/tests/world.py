@@ -23,8 +23,13 @@ BODY = (
     "Добрый день!\n"
     "Недавно вы интересовались нашим роботом модели R2, версии D2.\n"
     "Этот робот теперь в наличии. Если вам подходит этот вариант - пожалуйста, "
-    "свяжитесь с нами"
+    "свяжитесь с нами."
 )
+
+
+def text_of(message) -> str:
+    """A received notice's text, with its line ends as written."""
+    return message.get_content().replace("\r\n", "\n")
 
 
 def catalog() -> None:

@@ -64,6 +64,7 @@ class OrderPageTests(TestCase):
         self.assertContains(response, 'id="email-error"', status_code=400)
         self.assertContains(response, "Такого робота нет в каталоге.", status_code=400)
         self.assertContains(response, 'value="not an address"', status_code=400)
+        self.assertContains(response, "например, ivan@example.com", status_code=400)
         self.assertFalse(Order.objects.exists())
 
     def test_a_form_that_cannot_be_read_gets_a_page_that_says_so(self):
@@ -93,7 +94,10 @@ class OrderPageTests(TestCase):
             "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
         )
 
-        self.assertEqual(response.status_code, 403)
+        # In the site's words, with the way back, and no developer advice.
+        self.assertContains(response, "Форма устарела", status_code=403)
+        self.assertContains(response, 'href="/#order"', status_code=403)
+        self.assertNotContains(response, "DEBUG", status_code=403)
         self.assertFalse(Order.objects.exists())
 
     def test_api_clients_still_get_json_and_need_no_token(self):

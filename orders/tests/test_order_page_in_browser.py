@@ -109,7 +109,12 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.driver.get(f"http://localhost:{server.server_port}/")
         self.driver.find_element(By.ID, "go").click()
 
-        self.assertIn("403", self.driver.find_element(By.TAG_NAME, "h1").text)
+        # The site's own page, in Russian, with the way back to the form.
+        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "Форма устарела")
+        self.assertIn(
+            "#order",
+            self.driver.find_element(By.LINK_TEXT, "Откройте форму заново").get_attribute("href"),
+        )
         self.browser.screenshot("cross-site-post-refused")
         self.assertFalse(Order.objects.exists())
 

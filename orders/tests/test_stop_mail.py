@@ -9,7 +9,7 @@ from customers.models import Customer
 from orders import outbox
 from orders.models import Order, StopLink
 from orders.tests.smtp import smtp_server
-from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce
+from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce, text_of
 
 SENDER = "R4C <robots@r4c.example.com>"
 # In the raw bytes, where a long header may be folded (CRLF and a space), which every mail
@@ -48,11 +48,24 @@ class StopMailTests(TestCase):
         self.assertIn(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", unfolded)
         self.assertEqual(message["List-Unsubscribe"].strip(), f"<https://r4c.example.com{path}>")
         self.assertRegex(message["Message-ID"], r"^<[^@>]+@r4c\.example\.com>$")
-        self.assertEqual(message.get_content().replace("\r\n", "\n").rstrip("\n"), BODY)
+        text, signature = text_of(message).split("\n\n-- \n")
+        self.assertEqual(text, BODY)
+        self.assertEqual(message["Auto-Submitted"], "auto-generated")
+        # The stop link in plain sight: the very URL of the header.
+        self.assertIn(
+            f"Больше не присылать писем на этот адрес: https://r4c.example.com{path}\n", signature
+        )
+        self.assertNotIn("Связаться", signature)  # no FACTORY_CONTACT set
         # Only the hash is stored, never the secret in the link.
         secret = path.split("/")[2]
         self.assertFalse(StopLink.objects.filter(digest__contains=secret).exists())
         self.assertEqual(StopLink.objects.count(), 1)
+
+    @override_settings(FACTORY_CONTACT="+7 495 000-00-00, sales@r4c.example.com")
+    def test_the_signature_says_how_to_reach_the_factory_when_it_is_set(self):
+        _, message, _ = self.notice_for("R2-D2")
+        signature = text_of(message).split("\n\n-- \n")[1]
+        self.assertIn("Связаться с заводом: +7 495 000-00-00, sales@r4c.example.com\n", signature)
 
     def test_one_click_stops_mail_and_a_robot_for_another_waiting_order_sends_nothing(self):
         _, _, path = self.notice_for("R2-D2")
@@ -85,6 +98,14 @@ class StopMailTests(TestCase):
         self.assertContains(response, '<form method="post">')
         self.assertEqual(self.orders(), {"R2-D2": "sent", "R2-A1": "waiting"})
         self.assertIsNone(Customer.objects.get().mail_stopped_at)
+
+    def test_a_link_opened_again_after_stopping_says_mail_is_already_stopped(self):
+        _, _, path = self.notice_for("R2-D2")
+        self.assertEqual(self.provider.post(path).status_code, 200)
+
+        again = self.provider.get(path)
+        self.assertContains(again, "Письма уже остановлены")
+        self.assertNotContains(again, "<form")
 
     def test_a_wrong_or_forged_token_is_refused_with_a_page_and_changes_nothing(self):
         self.notice_for("R2-D2")

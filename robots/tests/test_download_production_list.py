@@ -5,9 +5,9 @@ from django.utils import timezone
 
 from R4C.tests.problem import ProblemAssertions
 from robots.models import Robot
-from robots.tests.report import read_report
+from robots.tests.report import by_model, read_report, sheet
 from robots.tests.test_utils import ReportTestCase
-from robots.utils import HEADER
+from robots.utils import HEADER, report_name, weekly_window
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -23,10 +23,14 @@ class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
 
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response["Content-Type"], XLSX)
+        # Named by its week: weeks downloaded into one folder do not collide.
+        name = report_name(weekly_window())
+        self.assertRegex(name, r"^robots_\d{4}-\d\d-\d\d_\d{4}-\d\d-\d\d\.xlsx$")
         self.assertEqual(
-            response["Content-Disposition"], 'attachment; filename="robots_list.xlsx"'
+            response["Content-Disposition"],
+            f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}",
         )
-        self.assertEqual(read_report(response.content), {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual(by_model(response.content), {"R2": sheet(("R2", "D2", 2))})
         self.assertEqual((self.folder / "robots_list.xlsx").read_bytes(), response.content)
 
     def test_a_row_written_before_serials_were_checked_is_left_out_and_logged(self):
@@ -48,7 +52,7 @@ class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
         with self.assertLogs("robots.utils", "ERROR") as logged:
             response = self.client.get("/download/")
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(read_report(response.content), {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual(by_model(response.content), {"R2": sheet(("R2", "D2", 2))})
         self.assertEqual(len(logged.records), 2)
         self.assertIn("'R2D2'", logged.output[-1])
 
@@ -59,9 +63,9 @@ class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
         self.produce("R2", "A1", 1, created=week_ago - timedelta(minutes=1))
         self.produce("13", "XS", 1, created=timezone.now() + timedelta(hours=1))
 
-        report = read_report(self.client.get("/download/").content)
+        report = by_model(self.client.get("/download/").content)
 
-        self.assertEqual(report, {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual(report, {"R2": sheet(("R2", "D2", 2))})
 
     def test_a_week_without_production_is_a_report_not_an_error(self):
         self.produce("R2", "D2", 5, created=timezone.now() - timedelta(days=30))
@@ -69,9 +73,11 @@ class DownloadProductionListTests(ProblemAssertions, ReportTestCase):
         response = self.client.get("/download/")
 
         self.assertEqual(response.status_code, 200)
-        [rows] = read_report(response.content).values()
-        self.assertEqual(rows[0], HEADER)
-        self.assertEqual(len(rows), 2)
+        self.assertEqual(by_model(response.content), {})
+        week, header, line, total = read_report(response.content)["Итого"]
+        self.assertTrue(week[0].startswith("Неделя: с "))
+        self.assertEqual((header, total), (("Робот", HEADER[2]), ("Итого", 0)))
+        self.assertIn("не производились", line[0])
 
     def test_head_is_allowed(self):
         response = self.client.head("/download/")

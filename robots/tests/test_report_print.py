@@ -20,6 +20,26 @@ WINDOW = (datetime(2026, 11, 19, 9, tzinfo=UTC), datetime(2026, 11, 26, 9, tzinf
 COUNTS = [("13-XS", 4), ("R2-A1", 12), ("R2-B7", 3), ("R2-D2", 40), ("R2-Z9", 1)]
 
 
+def content_spans(pdf: bytes) -> list[tuple[float, float]]:
+    """Each page's inked area as a share of the page's width and height (pdftoppm, 30 dpi;
+    the page's margins count against it, so 0.7 of the page is more of the printable area)."""
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "report.pdf").write_bytes(pdf)
+        subprocess.run(
+            ["pdftoppm", "-r", "30", "-gray", str(Path(folder) / "report.pdf"), f"{folder}/p"],
+            check=True, timeout=60,
+        )  # fmt: skip
+        spans = []
+        for image in sorted(Path(folder).glob("p-*.pgm")):
+            _magic, size, _depth, data = image.read_bytes().split(b"\n", 3)
+            width, height = map(int, size.split())
+            inked = [i for i, value in enumerate(data[: width * height]) if value < 200]
+            rows = [i // width for i in inked]
+            columns = [i % width for i in inked]
+            spans.append(((max(columns) - min(columns)) / width, (max(rows) - min(rows)) / height))
+        return spans
+
+
 class ReportPrintTests(SimpleTestCase):
     def test_each_sheet_with_its_chart_prints_on_one_landscape_page(self):
         need("soffice")
@@ -38,15 +58,21 @@ class ReportPrintTests(SimpleTestCase):
         (SCREENSHOTS.parent / "robots_list.pdf").write_bytes(pdf)
 
         pages = PdfReader(io.BytesIO(pdf)).pages
-        self.assertEqual(len(pages), 2)  # one a sheet: 13 and R2, each chart whole
+        self.assertEqual(len(pages), 3)  # one a sheet: Итого, 13 and R2, each chart whole
         for page in pages:
             self.assertGreater(page.mediabox.width, page.mediabox.height)  # landscape
-        for page, model in zip(pages, ("13", "R2"), strict=True):
+        for page, title in zip(pages, ("Итого", "13", "R2"), strict=True):
             text = page.extract_text()
-            # The table and its whole chart on the same page, and the week in its header.
-            self.assertIn("Модель Версия Количество за неделю", text)
-            self.assertIn(f"{model}: количество за неделю", text)
-            self.assertIn("Неделя: с 19.11.2026 09:00 по", text)
+            header = "Робот" if title == "Итого" else "Модель Версия"
+            self.assertIn(f"{header} Количество за неделю", text)
+            self.assertEqual(text.count("Неделя: с 19.11.2026 09:00 по"), 1)  # once, one line
+            self.assertIn("Итого", text)
+            self.assertIn(f"{title}: количество за неделю", text)  # the chart, whole
+        # The table and the chart use the page, not its top corner.
+        need("pdftoppm")
+        for number, (width, height) in enumerate(content_spans(pdf), start=1):
+            with self.subTest(page=number):
+                self.assertGreaterEqual(max(width, height), 0.7)
 
     def test_header_and_data_share_one_font(self):
         sheet = load_workbook(io.BytesIO(render_production_list(COUNTS, WINDOW)))["R2"]

@@ -9,13 +9,15 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from robots.models import Model, Robot, Version
-from robots.tests.report import read_report
+from robots.tests.report import by_model, read_report, sheet
 from robots.utils import (
     HEADER,
     _write_atomically,
     create_production_list,
+    describe_window,
     get_difference_datetime_from_today,
     render_production_list,
+    weekly_window,
 )
 
 MONDAY = datetime(2023, 10, 2, 12, tzinfo=UTC)
@@ -60,35 +62,46 @@ class CreateProductionListTests(ReportTestCase):
         self.produce("R2", "A1", 2)
         self.produce("13", "XS", 4)
 
-        report = read_report(create_production_list(Robot.objects.all()))
+        report = read_report(create_production_list(Robot.objects.all(), weekly_window()))
 
-        self.assertEqual(list(report), ["13", "R2", "X5"])
-        self.assertEqual(report["13"], [HEADER, ("13", "XS", 4)])
-        self.assertEqual(report["R2"], [HEADER, ("R2", "A1", 2), ("R2", "D2", 3)])
-        self.assertEqual(report["X5"], [HEADER, ("X5", "LT", 1)])
+        self.assertEqual(list(report), ["Итого", "13", "R2", "X5"])
+        week, header, *rows, total = report["Итого"]
+        self.assertEqual(week, (describe_window(weekly_window()), None))
+        self.assertEqual(header, ("Робот", "Количество за неделю"))
+        self.assertEqual(rows, [("13-XS", 4), ("R2-A1", 2), ("R2-D2", 3), ("X5-LT", 1)])
+        self.assertEqual(total, ("Итого", 10))
+        self.assertEqual(report["13"], sheet(("13", "XS", 4)))
+        self.assertEqual(report["R2"], sheet(("R2", "A1", 2), ("R2", "D2", 3)))
+        self.assertEqual(report["X5"], sheet(("X5", "LT", 1)))
 
     def test_it_counts_only_the_selection_it_is_given(self):
         self.produce("R2", "D2", 2)
         self.produce("R2", "A1", 1)
 
-        report = read_report(create_production_list(Robot.objects.filter(version__name="D2")))
+        report = create_production_list(Robot.objects.filter(version__name="D2"))
 
-        self.assertEqual(report, {"R2": [HEADER, ("R2", "D2", 2)]})
+        self.assertEqual(by_model(report), {"R2": sheet(("R2", "D2", 2))})
 
     def test_a_week_without_production_is_a_sheet_that_says_so(self):
         report = read_report(create_production_list(Robot.objects.none()))
 
-        [rows] = report.values()
-        self.assertEqual(rows[0], HEADER)
-        self.assertIn("не производились", rows[1][0])
+        [(title, rows)] = report.items()
+        self.assertEqual(title, "Итого")
+        self.assertEqual(rows[1], ("Робот", "Количество за неделю"))
+        self.assertIn("не производились", rows[2][0])
+        self.assertEqual(rows[-1], ("Итого", 0))
 
     def test_the_sheets_are_ready_to_read(self):
         self.produce("R2", "D2", 3)
         self.produce("R2", "A1", 2)
 
-        sheet = load_workbook(io.BytesIO(create_production_list(Robot.objects.all())))["R2"]
+        book = load_workbook(io.BytesIO(create_production_list(Robot.objects.all())))
+        sheet = book["R2"]
 
         self.assertTrue(all(cell.font.b for cell in sheet[1]))
+        # Header cells filled and bordered, as a table's head reads at a glance.
+        self.assertTrue(all(cell.fill.fgColor.rgb.endswith("DDE4EE") for cell in sheet[1]))
+        self.assertTrue(all(cell.border.bottom.style == "thin" for cell in sheet[1]))
         self.assertEqual(sheet.freeze_panes, "A2")
         self.assertGreaterEqual(sheet.column_dimensions["C"].width, len(HEADER[2]))
         [chart] = sheet._charts
