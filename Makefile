@@ -22,20 +22,36 @@ $(VENV)/.runtime: requirements.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The project's own Russian for what Django and django-axes leave in English (locale/).
+MESSAGES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+%.mo: %.po $(VENV)/.runtime
+	$(PY) -c 'import polib, sys; polib.pofile(sys.argv[1]).save_as_mofile(sys.argv[2])' $< $@
+
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
+
+# The servers run in the background of the recipe's shell, which waits for any to end.
+# Ctrl-C, SIGTERM (make passes it on when it gets it alone, as from a supervisor) or a
+# terminal's hangup stops them all and their children (runserver's reloader's), and a
+# normal stop is no error; then $(1) cleans up.
+define supervise
+trap 'trap - EXIT; pkill -P "$${pids// /,}"; kill $$pids 2>/dev/null; wait $$pids; $(1)' EXIT; \
+trap 'exit 0' INT TERM HUP; \
+wait -n $$pids
+endef
 
 # The web server on http://127.0.0.1:$(PORT) and the mail worker beside it, with development
 # settings and a demo catalog. Ctrl-C stops both.
 run: export DEBUG = true
 run: export HTTPS = false
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime $(MESSAGES)
+	@$(PY) manage.py check_serving
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_catalog
-	@trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(PY) manage.py send_notices & worker=$$!; \
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@$(PY) manage.py send_notices & pids=$$!; \
+	$(PY) manage.py runserver 127.0.0.1:$(PORT) & pids="$$pids $$!"; \
+	$(call supervise,)
 
 # The production form on one host: migrations, static files, then on http://$(HOST):$(PORT)
 # Debian's nginx (R4C/nginx.conf), which reads each request whole before gunicorn's threads see
@@ -50,10 +66,12 @@ NGINX ?= $(firstword $(shell command -v nginx) /usr/sbin/nginx)
 serve: export DEBUG = false
 # Where gunicorn's processes leave their request metrics for /metrics to sum (emptied at start).
 serve: export PROMETHEUS_MULTIPROC_DIR ?= $(RUN)/metrics
-serve: $(VENV)/.runtime
+serve: $(VENV)/.runtime $(MESSAGES)
 	@test -x "$(NGINX)" || { \
 	echo "make serve puts nginx in front of gunicorn: install it (Debian: apt-get install nginx)."; \
 	exit 1; }
+	@# Settings first: a missing or bad one stops here, in one line, before any migration.
+	@$(PY) manage.py check_serving
 	rm -rf "$(RUN)" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	sed -e 's|@HOST@|$(HOST)|g; s|@PORT@|$(PORT)|g; s|@RUN@|$(RUN)|g' R4C/nginx.conf \
 		> "$(RUN)/nginx.conf"
@@ -61,29 +79,28 @@ serve: $(VENV)/.runtime
 	@[ "$$(id -u)" != 0 ] || sed -i '1i user root;' "$(RUN)/nginx.conf"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@trap 'kill $$front $$web $$worker 2>/dev/null; wait $$front $$web $$worker; \
-	rm -rf "$(RUN)"' EXIT INT TERM; \
-	$(PY) manage.py send_notices & worker=$$!; \
+	@$(PY) manage.py send_notices & pids=$$!; \
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--worker-class gthread --workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
-		--access-logfile - --graceful-timeout 20 & web=$$!; \
-	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr & front=$$!; \
-	wait -n $$front $$web $$worker
+		--access-logfile - --graceful-timeout 20 & pids="$$pids $$!"; \
+	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr & pids="$$pids $$!"; \
+	$(call supervise,rm -rf "$(RUN)")
 
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
 # spreadsheet for the browser and print tests, promtool (package prometheus) for the alert
-# rules, pg_dump for PostgreSQL's backups, nginx for make serve (installed once, as root or
-# through sudo).
-CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client nginx
+# rules, pg_dump for PostgreSQL's backups, nginx for make serve, pdftoppm (poppler-utils) to
+# look at the printed report (installed once, as root or through sudo).
+CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client \
+	nginx poppler-utils
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
 	command -v soffice >/dev/null && command -v promtool >/dev/null && \
-	command -v pg_dump >/dev/null && test -x "$(NGINX)" || { \
+	command -v pg_dump >/dev/null && test -x "$(NGINX)" && command -v pdftoppm >/dev/null || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev $(MESSAGES)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -3,10 +3,12 @@
 from collections import Counter
 
 from axes.models import AccessAttempt
+from django.contrib import admin
 from django.contrib.admin.utils import NestedObjects
 from django.contrib.auth.signals import user_logged_in
 from django.db import router
 from django.dispatch import receiver
+from django.urls import reverse
 
 from R4C.http import client_address
 
@@ -45,3 +47,55 @@ def forget_own_failures(sender, request, user, **kwargs) -> None:
         AccessAttempt.objects.filter(
             username=user.get_username(), ip_address=client_address(request)
         ).delete()
+
+
+# The order of the sections a manager works in; what is not named comes after.
+SECTIONS = ["robots", "orders", "customers", "auth"]
+# For the site's administrators only: the login lockout's logs and the worker's outbox.
+INTERNALS = {"axes", "orders.Arrival"}
+
+
+class R4CAdminSite(admin.AdminSite):
+    """The admin as managers use it: the catalog first, the reports in every page's
+    sidebar, and what only the site's administrators need kept out of a manager's way."""
+
+    site_header = site_title = "R4C"
+
+    def get_app_list(self, request, app_label=None):
+        apps = super().get_app_list(request, app_label)
+        if not request.user.is_superuser:
+            apps = [app for app in apps if app["app_label"] not in INTERNALS]
+            for app in apps:
+                app["models"] = [
+                    model
+                    for model in app["models"]
+                    if f"{app['app_label']}.{model['object_name']}" not in INTERNALS
+                ]
+        apps.sort(
+            key=lambda app: (
+                SECTIONS.index(app["app_label"]) if app["app_label"] in SECTIONS else len(SECTIONS)
+            )
+        )
+        if app_label is None:
+            apps.insert(0, self.reports())
+        return apps
+
+    @staticmethod
+    def reports() -> dict:
+        """The reports, as one more section of the admin's list: on the home page and in the
+        sidebar of every page."""
+        entries = [
+            ("Еженедельный отчёт о производстве", reverse("report")),
+            ("Отчёт файлом Excel (.xlsx)", "/download/"),
+            ("Спрос: чего ждут покупатели", reverse("demand")),
+        ]
+        return {
+            "name": "Отчёты",
+            "app_label": "reports",
+            "app_url": reverse("report"),
+            "has_module_perms": True,
+            "models": [
+                {"name": name, "object_name": name, "admin_url": url, "view_only": False}
+                for name, url in entries
+            ],
+        }

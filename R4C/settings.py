@@ -102,7 +102,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "R4C.apps.R4CAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -169,6 +169,9 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "R4C.wsgi.application"
+# The project's own Russian (locale/ru), compiled by the Makefile, before Django's.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
 
 
 def _database(url: str) -> dict:
@@ -328,7 +331,11 @@ NOTICE_RETENTION_DAYS = env_number("NOTICE_RETENTION_DAYS", 90, minimum=1, maxim
 # Where customers reach R4C: the links in the mail (one-click stop) are made from it. With
 # DEBUG off it must be https://, and the mail worker will not start without it (commands
 # that send no mail need none).
-SITE_URL = env_str("SITE_URL").rstrip("/") or ("http://127.0.0.1:8000" if DEBUG else "")
+SITE_URL = env_str("SITE_URL").rstrip("/") or (
+    f"http://127.0.0.1:{env_number('PORT', 8000, minimum=1, maximum=65535)}" if DEBUG else ""
+)
+# How a customer reaches the factory (a phone number, an address), below each notice's text.
+FACTORY_CONTACT = env_str("FACTORY_CONTACT")
 if SITE_URL and not DEBUG and not SITE_URL.startswith("https://"):
     raise ImproperlyConfigured(
         f"SITE_URL={SITE_URL!r} is not valid: with DEBUG off, use the https:// address "

@@ -64,7 +64,7 @@ class Customer(models.Model):
     email_key = models.CharField(max_length=254, unique=True, editable=False)
     # The inbox it delivers to, for the daily cap: see inbox().
     inbox = models.CharField(max_length=254, db_index=True, editable=False, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("впервые заказал", auto_now_add=True)
     # Stopped all mail from a notice's one-click link; placing an order again clears it.
     mail_stopped_at = models.DateTimeField("письма остановлены", null=True, blank=True)
 

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from orders import outbox
@@ -11,8 +12,8 @@ from R4C.admin import CountedDeletionMixin
 class PlaceOrderForm(forms.ModelForm):
     """An order made in the admin goes through the rules of POST /create_order/."""
 
-    email = AddressField(help_text="The customer is found, or created, by this address.")
-    serial = SerialField(help_text="MODEL-VERSION, e.g. R2-D2.")
+    email = AddressField(label="Адрес", help_text="Покупатель найдётся по адресу или появится.")
+    serial = SerialField(label="Робот", help_text="МОДЕЛЬ-ВЕРСИЯ, например R2-D2.")
 
     class Meta:
         model = Order
@@ -47,8 +48,9 @@ class BounceInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
-    # Fits a laptop's screen: when to retry and how often it failed are on the order's page.
-    list_display = ["customer", "robot_serial", "state", "notified_at", "short_error"]
+    # Fits a laptop's screen (1280 px), also with a long address (shortened, whole in its
+    # title): when to retry and how often it failed are on the order's page.
+    list_display = ["address", "robot_serial", "state", "notified_at", "short_error"]
     list_filter = ["state"]
     search_fields = ["customer__email_key", "robot_serial"]
     list_select_related = ["customer"]
@@ -84,6 +86,11 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         pass
+
+    @admin.display(description="покупатель", ordering="customer__email_key")
+    def address(self, order: Order) -> str:
+        email = order.customer.email
+        return format_html('<span title="{}">{}</span>', email, Truncator(email).chars(32))
 
     @admin.display(description="последняя ошибка")
     def short_error(self, order: Order) -> str:
@@ -131,6 +138,9 @@ class ArrivalAdmin(admin.ModelAdmin):
     """The outbox backlog: robots produced whose waiting orders the worker has not yet seen."""
 
     list_display = ["serial", "created_at"]
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser  # the worker's internals, not a manager's work
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -6,6 +6,10 @@ from email.utils import parseaddr
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
+SITE_URL_MISSING = (
+    "SITE_URL is not set: every notice carries a link to stop mail, made from it. "
+    "Set it to the https:// address customers reach R4C at."
+)
 # Names that never resolve on the internet (RFC 2606, RFC 6761, RFC 6762).
 RESERVED = ("localhost", "local", "invalid", "test")
 

@@ -35,21 +35,23 @@ class Order(models.Model):
         Customer, on_delete=models.PROTECT, related_name="orders", verbose_name="покупатель"
     )
     # PROTECT: a version that orders go by cannot be deleted (nor renamed: see CatalogEntry).
-    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="orders")
+    version = models.ForeignKey(
+        Version, on_delete=models.PROTECT, related_name="orders", verbose_name="версия"
+    )
     robot_serial = models.CharField("робот", max_length=5, editable=False)
-    placed_at = models.DateTimeField(default=timezone.now)
-    created_at = models.DateTimeField(auto_now_add=True)
+    placed_at = models.DateTimeField("заказан", default=timezone.now)
+    created_at = models.DateTimeField("впервые заказан", auto_now_add=True)
 
     state = models.CharField("письмо", max_length=7, choices=State, default=State.WAITING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField("попыток", default=0)
+    next_attempt_at = models.DateTimeField("следующая попытка", default=timezone.now)
     # When the notice last became due (placed in stock, its robot arrived, a manager's retry):
     # how long a notice not yet accepted has waited, whatever its retries.
     due_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The worker sending this notice, and until when; past that, another may take it.
     claim = models.UUIDField(null=True, blank=True, editable=False)
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    claimed_until = models.DateTimeField("занято до", null=True, blank=True)
+    last_error = models.TextField("последняя ошибка", blank=True)
     notified_at = models.DateTimeField("отправлено", null=True, blank=True)
     # Notices sent on `sent_on` (the factory's date): NOTICE_DAILY_CAP bounds them, so that
     # placing an order again and again cannot turn R4C against the address's owner.
@@ -91,7 +93,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.customer} waits for {self.robot_serial}"
+        return f"{self.customer} — {self.robot_serial} ({self.get_state_display()})"
 
     @property
     def is_notified(self) -> bool:

@@ -5,10 +5,6 @@ from django.utils import timezone
 from R4C.admin import CountedDeletionMixin
 from robots.models import ApiKey, Model, Robot, Version
 
-# The admin's home page leads to the weekly report (robots/views.py: report_page).
-admin.site.index_template = "admin/r4c_index.html"
-admin.site.site_header = admin.site.site_title = "R4C"
-
 
 class VersionInline(admin.TabularInline):
     model = Version

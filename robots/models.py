@@ -210,8 +210,12 @@ class RobotManager(models.Manager):
 class Robot(models.Model):
     # PROTECT: a catalog entry that robots were produced under cannot be deleted, so the
     # production history never loses rows or names silently.
-    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="robots")
-    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="robots")
+    model = models.ForeignKey(
+        Model, on_delete=models.PROTECT, related_name="robots", verbose_name="модель"
+    )
+    version = models.ForeignKey(
+        Version, on_delete=models.PROTECT, related_name="robots", verbose_name="версия"
+    )
     serial = models.CharField("серия", max_length=5, editable=False)
     created = models.DateTimeField("произведён")
 
@@ -256,11 +260,13 @@ class ApiKey(models.Model):
     in constant time. A random 256-bit secret needs no slow hash: nothing can be guessed.
     """
 
-    name = models.CharField(max_length=100, help_text="Whose key it is, e.g. 'line 3'.")
+    name = models.CharField(
+        "название", max_length=100, help_text="Чей это ключ, например «линия 3»."
+    )
     digest = models.CharField(max_length=64, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    last_used_at = models.DateTimeField("использован", null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField("отозван", null=True, blank=True)
 
     class Meta:
         verbose_name, verbose_name_plural = "API-ключ", "API-ключи"

@@ -197,3 +197,11 @@ def test_checks_pass_on_a_database_not_yet_migrated(tmp_path):
     # URLs (and what /metrics registers) must not query the database.
     result = run("manage.py", "check", DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert result.returncode == 0, result.stderr
+
+
+def test_in_development_the_stop_links_point_at_the_server_that_runs(monkeypatch):
+    assert read_settings(monkeypatch, DEBUG="true")["SITE_URL"] == "http://127.0.0.1:8000"
+    running = read_settings(monkeypatch, DEBUG="true", PORT="18501")
+    assert running["SITE_URL"] == "http://127.0.0.1:18501"
+    chosen = read_settings(monkeypatch, DEBUG="true", PORT="18501", SITE_URL="http://r4c.test/")
+    assert chosen["SITE_URL"] == "http://r4c.test"

@@ -32,7 +32,7 @@ class AdminInBrowserTests(BrowserTestCase):
         self.driver.find_element(By.ID, "id_username").send_keys("manager")
         self.driver.find_element(By.ID, "id_password").send_keys("a-long-passphrase")
         self.driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]").click()
-        self.driver.find_element(By.ID, "r4c-reports")  # the admin's home page
+        self.driver.find_element(By.CSS_SELECTOR, ".app-reports")  # the admin's home page
 
     def test_a_manager_adds_a_model_with_two_versions_and_downloads_the_week_s_report(self):
         self.sign_in()
@@ -70,12 +70,19 @@ class AdminInBrowserTests(BrowserTestCase):
         self.browser.screenshot("admin-report")
 
         self.driver.find_element(By.ID, "download").click()
-        report = self.browser.downloads / "robots_list.xlsx"
-        self.assertTrue(wait_for(report.exists, 15), "the report was not downloaded")
+        downloaded = lambda: list(self.browser.downloads.glob("robots_*.xlsx"))
+        self.assertTrue(wait_for(downloaded, 15), "the report was not downloaded")
+        [report] = downloaded()
+        self.assertRegex(report.name, r"^robots_\d{4}-\d\d-\d\d_\d{4}-\d\d-\d\d\.xlsx$")
         sheet = load_workbook(report)["X7"]
         self.assertEqual(
             list(sheet.iter_rows(values_only=True)),
-            [("Модель", "Версия", "Количество за неделю"), ("X7", "A1", 3), ("X7", "B2", 1)],
+            [
+                ("Модель", "Версия", "Количество за неделю"),
+                ("X7", "A1", 3),
+                ("X7", "B2", 1),
+                ("Итого", None, 4),
+            ],
         )
 
     def test_produced_robots_are_read_only_for_a_manager(self):
@@ -106,3 +113,26 @@ class AdminInBrowserTests(BrowserTestCase):
             ("13-XS", "1", "0", "нет"),
         ])  # fmt: skip
         self.browser.screenshot("admin-demand")
+
+    def test_the_orders_list_fits_a_laptop_with_a_long_address(self):
+        catalog()
+        long_address = (
+            f"{'a-very-long-local-part-of-an-address.' * 1}{'x' * 10}@example-domain.com"
+        )
+        self.assertGreaterEqual(len(long_address), 60)
+        place("R2-D2", long_address, "ann@example.com")
+        User.objects.get(username="manager").user_permissions.add(
+            Permission.objects.get(codename="view_order")
+        )
+        self.sign_in()
+        self.driver.set_window_size(1280, 800)
+        self.driver.get(f"{self.live_server_url}/admin/orders/order/")
+        fits = self.driver.execute_script(
+            "const r = document.querySelector('#changelist .results');"
+            "return [r.scrollWidth, r.clientWidth];"
+        )
+        self.assertLessEqual(fits[0], fits[1], "the results table scrolls sideways")
+        # Shortened in the list, whole in its title.
+        cell = self.driver.find_element(By.CSS_SELECTOR, f'[title="{long_address}"]')
+        self.assertLess(len(cell.text), len(long_address))
+        self.browser.screenshot("admin-orders")

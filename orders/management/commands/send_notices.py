@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from orders import notices
+from orders.checks import SITE_URL_MISSING
 
 
 class Command(BaseCommand):
@@ -22,10 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool, **options):
         if not settings.SITE_URL:
-            raise CommandError(
-                "SITE_URL is not set: every notice carries a link to stop mail, made from it. "
-                "Set it to the https:// address customers reach R4C at."
-            )
+            raise CommandError(SITE_URL_MISSING)
         if once:
             notices.send_once()
             return

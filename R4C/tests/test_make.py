@@ -1,0 +1,108 @@
+"""`make run` and `make serve` start cleanly or say in one line why not, and stop cleanly."""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.test import SimpleTestCase
+
+from orders.tests.smtp import free_port
+from R4C.tests.world import environment, wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(target: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
+    """`make TARGET` on a port and a database of its own, in a process group of its own."""
+    port = free_port()
+    folder = Path(tempfile.mkdtemp())
+    log = folder / "make.log"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=environment(
+            **{
+                "PORT": str(port),
+                "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+                "SECRET_KEY": "make-test-" + "k" * 40,
+                "SITE_URL": "https://r4c.example.com",
+            }
+            | env
+        ),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, port, log
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nX-Forwarded-Proto: https\r\n\r\n")
+            return sock.recv(20).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # make itself, once it ended, is reaped: a zombie still counts as alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class MakeTests(SimpleTestCase):
+    def finish(self, process: subprocess.Popen) -> None:
+        if group_alive(process):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def test_a_bad_or_missing_setting_stops_start_up_in_one_line_before_migrations(self):
+        for target, env, named in [
+            ("run", {"EMAIL_PORT": "abc"}, "EMAIL_PORT"),
+            ("serve", {"SECRET_KEY": ""}, "SECRET_KEY"),
+            ("serve", {"TRUSTED_PROXIES": "1"}, "TRUSTED_PROXIES"),
+        ]:
+            with self.subTest(target=target, named=named):
+                process, _, log = start(target, **env)
+                self.addCleanup(self.finish, process)
+                self.assertNotEqual(process.wait(60), 0)
+                output = log.read_text()
+                said = [line for line in output.splitlines() if named in line]
+                self.assertEqual(len(said), 1, output)
+                self.assertIn("R4C cannot start", said[0])
+                self.assertNotIn("Traceback", output)
+                self.assertNotIn("Applying", output)  # no migration ran
+
+    def test_sigterm_to_make_or_a_hangup_stops_everything_and_frees_the_port(self):
+        for target in ("run", "serve"):
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                with self.subTest(target=target, signal=sig.name):
+                    process, port, log = start(target)
+                    self.addCleanup(self.finish, process)
+                    self.assertTrue(wait_for(lambda port=port: answers(port), 90), log.read_text())
+                    if sig == signal.SIGTERM:  # to make alone, as a supervisor sends it
+                        process.send_signal(sig)
+                    else:  # to everything in the terminal's session, as a hangup is sent
+                        os.killpg(process.pid, sig)
+                    self.assertTrue(wait_for(lambda p=process: not group_alive(p), 30))
+                    self.assertFalse(answers(port))
+                    output = log.read_text()
+                    self.assertNotRegex(output, r"Error 1[0-9]{2}", output)
+
+    def test_ctrl_c_stops_make_serve_with_no_error(self):
+        process, port, log = start("serve")
+        self.addCleanup(self.finish, process)
+        self.assertTrue(wait_for(lambda: answers(port), 90), log.read_text())
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        self.assertTrue(wait_for(lambda: not group_alive(process), 30))
+        self.assertNotRegex(log.read_text(), r"Error 1[0-9]{2}|Interrupt")
