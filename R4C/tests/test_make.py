@@ -38,6 +38,9 @@ def start(target: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # A hangup is heard, also when the suite itself runs under nohup (its processes would
+        # inherit SIGHUP ignored, and a shell cannot trap a signal ignored from its start).
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),  # noqa: PLW1509
     )
     return process, port, log
 
