@@ -111,7 +111,7 @@ def body_limit(path: str) -> int:
     try:
         view = resolve(path).func
     except Resolver404:
-        return 0  # nothing here takes a body
+        view = None  # a 404 then, as for any other request
     return getattr(view, "max_body", settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
