@@ -100,6 +100,11 @@ tools:
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }
 
+# axe-core for the browser tests' accessibility checks, from the npm registry (package.json).
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 lint: $(VENV)/.dev $(MESSAGES)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
@@ -115,7 +120,7 @@ test: lint
 # PostgreSQL at CHECK_DATABASE_URL. In CI a tier that cannot run fails instead of skipping.
 CHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/r4c
 check: export HYPOTHESIS_PROFILE = full
-check: lint tools
+check: lint tools node_modules/axe-core/axe.min.js
 	promtool check rules docs/prometheus/alerts.yml
 	promtool test rules docs/prometheus/alerts-test.yml
 	promtool check config --syntax-only docs/prometheus/scrape.yml

@@ -33,6 +33,19 @@ def need(*programs: str) -> None:
     raise unittest.SkipTest(message)
 
 
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def need_file(path: Path) -> None:
+    """Skip the test (fail it in CI) unless `path`, which `make check` installs, is there."""
+    if path.exists():
+        return
+    message = f"{path} is missing: `make check` installs it (npm ci)"
+    if os.environ.get("CI"):
+        raise AssertionError(message)
+    raise unittest.SkipTest(message)
+
+
 # Where the tests leave a screenshot of each page (CI keeps them as artifacts; docs/pages.md's
 # pictures are copies of them).
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
@@ -95,6 +108,20 @@ class Browser:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
+    def serious_barriers(self) -> list[str]:
+        """What axe-core (node_modules, `make check` installs it) finds on the page that
+        would stop or seriously hinder someone using assistive technology."""
+        need_file(AXE)
+        self.driver.execute_script(AXE.read_text())
+        found = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then("
+            "  r => done(r.violations.map(v => [v.impact, v.id, v.help,"
+            "    v.nodes.map(n => n.target.join(' ')).join(', ')])));"
+        )
+        return [f"{i} {rule}: {text} ({where})" for i, rule, text, where in found
+                if i in ("serious", "critical")]  # fmt: skip
+
     def close(self) -> None:
         self.driver.quit()
         self.profile.cleanup()
@@ -116,3 +143,15 @@ class BrowserTestCase(StaticLiveServerTestCase):
     def tearDownClass(cls):
         cls.browser.close()
         super().tearDownClass()
+
+    def look_at(self, name: str) -> None:
+        """The page as people get it: no serious accessibility barrier (axe-core), and its
+        screenshots at the window's width and at a phone's (390 px)."""
+        self.assertEqual(self.browser.serious_barriers(), [])
+        self.browser.screenshot(name)
+        width, height = self.driver.get_window_size().values()
+        self.driver.set_window_size(390, 844)
+        try:
+            self.browser.screenshot(f"{name}-390")
+        finally:
+            self.driver.set_window_size(width, height)

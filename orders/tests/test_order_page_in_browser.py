@@ -37,7 +37,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.assertEqual(self.stock_of("R2-D2"), "Нет в наличии")
         fits = "return document.documentElement.scrollWidth <= window.innerWidth"
         self.assertTrue(self.driver.execute_script(fits), "the page scrolls sideways on a phone")
-        self.browser.screenshot("catalog")
+        self.look_at("catalog")
 
         self.order("ann@example.com", "R2-D2")
 
@@ -45,7 +45,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.assertIn("Заказ принят", confirmation)
         self.assertIn("сейчас нет в наличии", confirmation)
         self.assertIn("ann@example.com", confirmation)
-        self.browser.screenshot("order-placed")
+        self.look_at("order-placed")
         order = Order.objects.get()
         self.assertEqual((order.robot_serial, order.state), ("R2-D2", "waiting"))
 
@@ -60,7 +60,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
         # Beside the field: in the email field's own block, right under it.
         block = error.find_element(By.XPATH, "..")
         self.assertEqual(block.find_element(By.TAG_NAME, "input").get_attribute("id"), "email")
-        self.browser.screenshot("order-error")
+        self.look_at("order-error")
         self.assertFalse(Order.objects.exists())
 
     def test_a_robot_posted_to_the_api_then_shows_in_stock(self):
@@ -115,7 +115,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
             "#order",
             self.driver.find_element(By.LINK_TEXT, "Откройте форму заново").get_attribute("href"),
         )
-        self.browser.screenshot("cross-site-post-refused")
+        self.look_at("cross-site-post-refused")
         self.assertFalse(Order.objects.exists())
 
     def test_the_link_in_a_notice_asks_first_then_stops_mail(self):
@@ -125,11 +125,18 @@ class OrderPageInBrowserTests(BrowserTestCase):
 
         self.driver.get(f"{self.live_server_url}/stop/{token}/")
         self.assertIn("Отписаться от писем?", self.driver.find_element(By.TAG_NAME, "h1").text)
-        self.browser.screenshot("stop-confirm")
+        self.look_at("stop-confirm")
         self.assertEqual(set(Order.objects.values_list("state", flat=True)), {"waiting"})
 
         self.driver.find_element(By.ID, "stop-button").click()
 
         self.assertIn("больше не будет", self.driver.find_element(By.ID, "stopped").text)
-        self.browser.screenshot("stop-done")
+        self.look_at("stop-done")
         self.assertEqual(set(Order.objects.values_list("state", flat=True)), {"stopped"})
+
+    def test_the_accessibility_check_finds_a_barrier_where_there_is_one(self):
+        # A page with an unlabelled field and an image without text: the check must see them.
+        self.driver.get("data:text/html,<html lang=ru><title>x</title><img src=a.png><input>")
+        barriers = self.browser.serious_barriers()
+        self.assertTrue(any("image-alt" in barrier for barrier in barriers), barriers)
+        self.assertTrue(any("label" in barrier for barrier in barriers), barriers)

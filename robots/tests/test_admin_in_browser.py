@@ -67,7 +67,7 @@ class AdminInBrowserTests(BrowserTestCase):
         ]
         self.assertEqual(rows, [["X7-A1", "3"], ["X7-B2", "1"]])
         self.assertEqual(len(self.driver.find_elements(By.CSS_SELECTOR, "#chart rect")), 2)
-        self.browser.screenshot("admin-report")
+        self.look_at("admin-report")
 
         self.driver.find_element(By.ID, "download").click()
         downloaded = lambda: list(self.browser.downloads.glob("robots_*.xlsx"))
@@ -112,7 +112,7 @@ class AdminInBrowserTests(BrowserTestCase):
             ("R2-D2", "3", "0", "нет"),
             ("13-XS", "1", "0", "нет"),
         ])  # fmt: skip
-        self.browser.screenshot("admin-demand")
+        self.look_at("admin-demand")
 
     def test_the_orders_list_fits_a_laptop_with_a_long_address(self):
         catalog()
