@@ -85,9 +85,9 @@ class R4CAdminSite(admin.AdminSite):
         """The reports, as one more section of the admin's list: on the home page and in the
         sidebar of every page."""
         entries = [
-            ("Еженедельный отчёт о производстве", reverse("report")),
-            ("Отчёт файлом Excel (.xlsx)", "/download/"),
-            ("Спрос: чего ждут покупатели", reverse("demand")),
+            ("report", "Еженедельный отчёт о производстве", reverse("report")),
+            ("download", "Отчёт файлом Excel (.xlsx)", "/download/"),
+            ("demand", "Спрос: чего ждут покупатели", reverse("demand")),
         ]
         return {
             "name": "Отчёты",
@@ -95,7 +95,7 @@ class R4CAdminSite(admin.AdminSite):
             "app_url": reverse("report"),
             "has_module_perms": True,
             "models": [
-                {"name": name, "object_name": name, "admin_url": url, "view_only": False}
-                for name, url in entries
+                {"name": name, "object_name": key, "admin_url": url, "view_only": True}
+                for key, name, url in entries
             ],
         }

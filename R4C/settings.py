@@ -156,7 +156,8 @@ ROOT_URLCONF = "R4C.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: R4C's changes to the admin's templates (admin/pagination.html).
+        "DIRS": [BASE_DIR / "R4C" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -169,8 +170,10 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "R4C.wsgi.application"
-# The project's own Russian (locale/ru), compiled by the Makefile, before Django's.
+# The project's own Russian (locale/ru), compiled by the Makefile, before Django's; and its
+# own date formats where Django's are wrong for Russian (R4C/formats/ru).
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["R4C.formats"]
 CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
 
 

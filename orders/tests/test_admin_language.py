@@ -4,9 +4,11 @@ import re
 
 from django.contrib.auth.models import Permission, User
 from django.test import TestCase
+from django.utils import timezone
 
 from orders import outbox
-from orders.models import Bounce
+from orders.models import Bounce, Order
+from orders.templatetags.r4c_admin import counted
 from orders.tests.smtp import smtp_server
 from R4C.tests.world import catalog, drain, place, produce
 from robots.models import ApiKey
@@ -86,6 +88,9 @@ class ManagerAdminTests(TestCase):
         home = self.client.get("/admin/").content.decode()
         sections = re.findall(r"<caption>\s*(?:<a[^>]*>)?([^<]+?)\s*<", home)
         self.assertEqual(sections[:2], ["Отчёты", "Роботы"])
+        reports = home[home.index('class="app-reports') : home.index('class="app-robots')]
+        self.assertNotIn("changelink", reports)  # pages and a file: no change or view link
+        self.assertNotIn("viewlink", reports)
         self.assertNotIn("Axes", home)
         self.assertNotIn("Вход в админку", home)  # the lockout's logs
         self.assertNotIn("Поступления", home)  # the worker's outbox
@@ -100,3 +105,46 @@ class ManagerAdminTests(TestCase):
         home = self.client.get("/admin/").content.decode()
         self.assertIn("Поступления", home)
         self.assertIn("/admin/axes/", home)
+
+
+class RussianCountsTests(TestCase):
+    def test_counts_take_the_noun_s_russian_form(self):
+        opts = Order._meta
+        said = {n: counted(n, opts) for n in (0, 1, 2, 4, 5, 11, 12, 21, 22, 25, 101, 111)}
+        self.assertEqual(
+            said,
+            {
+                0: "0 заказов",
+                1: "1 заказ",
+                2: "2 заказа",
+                4: "4 заказа",
+                5: "5 заказов",
+                11: "11 заказов",
+                12: "12 заказов",
+                21: "21 заказ",
+                22: "22 заказа",
+                25: "25 заказов",
+                101: "101 заказ",
+                111: "111 заказов",
+            },
+        )
+
+    def test_the_admin_s_lists_and_dates_speak_russian_grammar(self):
+        catalog()
+        place("R2-D2", "ann@example.com", "bob@example.com")
+        self.client.force_login(User.objects.create_superuser("boss", "b@r4c.test", "pw"))
+        self.assertContains(self.client.get("/admin/orders/order/"), "2 заказа")
+        self.assertContains(self.client.get("/admin/robots/model/"), "2 модели")
+        # The date drill-down names the day in the genitive, as Russian does.
+        today = timezone.localdate()
+        page = self.client.get(
+            "/admin/customers/customer/",
+            {"created_at__year": today.year, "created_at__month": today.month},
+        )
+        self.assertContains(page, f"{today.day} {MONTHS[today.month]}")
+
+
+MONTHS = dict(enumerate(
+    ["", "января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
+     "октября", "ноября", "декабря"]
+))  # fmt: skip
