@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.dispatch import Signal
+from django.utils import timezone
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -89,17 +90,28 @@ class Customer(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
-    def for_address(cls, raw: str) -> "Customer":
-        """The customer of this mailbox, created if new. Raises ValidationError if invalid."""
+    def for_address(cls, raw: str) -> tuple["Customer", bool]:
+        """The customer of this mailbox, and whether it is new (created now). Raises
+        ValidationError if the address is invalid.
+
+        One statement for a new address: INSERT … ON CONFLICT DO NOTHING, so that two first
+        orders racing for one address are no error (which PostgreSQL would log, address and
+        all); a known one is read after it.
+        """
         email, key = normalize_address(raw)
-        customer = cls.objects.filter(email_key=key).first()
-        if customer is None:
-            # ON CONFLICT DO NOTHING: two first orders racing for one address are no error,
-            # which PostgreSQL would log with the address in it.
-            new = cls(email=email, email_key=key, inbox=inbox(email))
-            cls.objects.bulk_create([new], ignore_conflicts=True)
-            customer = cls.objects.get(email_key=key)
-        return customer
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{cls._meta.db_table}" '
+                "(email, email_key, inbox, created_at, mail_stopped_at) "
+                "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                [email, key, inbox(email), connection.ops.adapt_datetimefield_value(now)],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return cls.objects.get(email_key=key), False
+        fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
+        return cls.from_db(None, fields, [row[0], email, key, inbox(email), now, None]), True
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

@@ -268,28 +268,37 @@ class RateCounter(models.Model):
     hits = models.PositiveIntegerField()
 
     @classmethod
-    def hit(cls, name: str, key: str, limit: int, window: timedelta) -> Quota:
-        """Count one request in limit `name` for `key` (a client, an address).
+    def hit(cls, limits: list[tuple[str, str, int, timedelta]]) -> list[Quota]:
+        """Count one request in each of `limits`: (name, key such as a client or an address,
+        requests allowed, per window). Their quotas, in that order.
 
-        One statement (an upsert), so that parallel requests on any number of processes
-        count right on both databases.
+        One statement (an upsert of every bucket), so that parallel requests on any number of
+        processes count right on both databases, at one round trip whatever the number.
         """
         now = timezone.now()
-        seconds = int(window.total_seconds())
-        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
+        rows, params = [], []
+        for name, key, _, window in limits:
+            seconds = int(window.total_seconds())
+            start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
+            rows.append("(%s, %s, 1)")
+            params += [f"{name}:{key}", connection.ops.adapt_datetimefield_value(start)]
+        table = cls._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f'INSERT INTO "{cls._meta.db_table}" (bucket, window_start, hits) '
-                "VALUES (%s, %s, 1) ON CONFLICT (bucket) DO UPDATE SET "
-                "hits = CASE WHEN excluded.window_start = "
-                f'"{cls._meta.db_table}".window_start '
-                f'THEN "{cls._meta.db_table}".hits + 1 ELSE 1 END, '
-                "window_start = excluded.window_start RETURNING hits",
-                [f"{name}:{key}", connection.ops.adapt_datetimefield_value(start)],
+                f'INSERT INTO "{table}" (bucket, window_start, hits) VALUES {", ".join(rows)} '
+                "ON CONFLICT (bucket) DO UPDATE SET hits = CASE WHEN excluded.window_start = "
+                f'"{table}".window_start THEN "{table}".hits + 1 ELSE 1 END, '
+                "window_start = excluded.window_start RETURNING bucket, hits",
+                params,
             )
-            hits = cursor.fetchone()[0]
-        reset = max(1, int((start + window - now).total_seconds() + 0.999))
-        return Quota(name, limit, seconds, hits, reset)
+            hits = dict(cursor.fetchall())
+        quotas = []
+        for name, key, limit, window in limits:
+            seconds = int(window.total_seconds())
+            start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
+            reset = max(1, int((start + window - now).total_seconds() + 0.999))
+            quotas.append(Quota(name, limit, seconds, hits[f"{name}:{key}"], reset))
+        return quotas
 
     @classmethod
     def purge(cls) -> int:

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -93,32 +93,34 @@ def place(email: str, version: Version) -> Placing:
         # The version lock orders this placing against a robot of the serial being inserted
         # (which locks it FOR SHARE): either we see the robot, or its trigger sees our order.
         Version.lock(version.pk)
-        customer = Customer.for_address(email)
+        customer, new = Customer.for_address(email)
         if customer.mail_stopped_at is not None:
             # A fresh, explicit request: the address wants mail again.
             Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
-        in_stock = Robot.objects.filter(version=version).exists()
-        order = (
+        in_stock, capped = _stock(customer, version)
+        # A new customer has no order yet.
+        order = None if new else (
             Order.objects.select_for_update()
             .filter(customer=customer, version=version)
             .select_related("version__model")
             .first()
-        )
+        )  # fmt: skip
         now = timezone.now()
+        # Notices that become due wake the worker from the database (migration 0015).
         if order is None:
-            state = State.DUE if in_stock and not _capped(customer, version) else State.WAITING
+            state = State.DUE if in_stock and not capped else State.WAITING
             order = Order.objects.create(
                 customer=customer, version=version, state=state, placed_at=now, due_at=now
             )
             placing = Placing(order, True, in_stock)
         elif order.state in PENDING:
             # That notice answers this placing too; one that waits to retry is tried now.
-            Order.objects.filter(pk=order.pk, state=State.DUE).update(next_attempt_at=now)
+            if Order.objects.filter(pk=order.pk, state=State.DUE).update(next_attempt_at=now):
+                wake_worker()
             placing = Placing(order, False, in_stock)
         else:
             recent = order.notified_at and now - order.notified_at < _repeat_after()
-            mail = in_stock and not recent and not _capped(customer, version)
-            state = State.DUE if mail else State.WAITING
+            state = State.DUE if in_stock and not recent and not capped else State.WAITING
             Order.objects.filter(pk=order.pk).update(
                 state=state,
                 attempts=0,
@@ -129,19 +131,25 @@ def place(email: str, version: Version) -> Placing:
             )
             order.state, order.placed_at = state, now
             placing = Placing(order, False, in_stock, order.notified_at if recent else None)
-        if order.state == State.DUE:
-            wake_worker()
     return placing
 
 
-def _capped(customer: Customer, version: Version) -> bool:
-    """Has the customer's inbox had NOTICE_DAILY_CAP notices for the version today, under
-    whichever of its addresses (ann+1@x and ann+2@x are one inbox)?"""
-    today = Order.objects.filter(
-        customer__inbox=customer.inbox, version=version, sent_on=timezone.localdate()
-    )
-    sent = today.aggregate(n=Sum("sent_that_day"))["n"] or 0
-    return sent >= settings.NOTICE_DAILY_CAP
+def _stock(customer: Customer, version: Version) -> tuple[bool, bool]:
+    """(Is a robot of the version produced?, has the customer's inbox had NOTICE_DAILY_CAP
+    notices for it today, under whichever of its addresses: ann+1@x and ann+2@x are one?)
+    One query; taken after the version's lock, so that it sees a robot just committed."""
+    robots, orders, customers = (m._meta.db_table for m in (Robot, Order, Customer))
+    today = connection.ops.adapt_datefield_value(timezone.localdate())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT EXISTS (SELECT 1 FROM "{robots}" WHERE version_id = %s), '
+            f'(SELECT COALESCE(SUM(o.sent_that_day), 0) FROM "{orders}" o '
+            f'JOIN "{customers}" c ON c.id = o.customer_id '
+            "WHERE c.inbox = %s AND o.version_id = %s AND o.sent_on = %s)",
+            [version.pk, customer.inbox, version.pk, today],
+        )
+        in_stock, sent = cursor.fetchone()
+    return bool(in_stock), sent >= settings.NOTICE_DAILY_CAP
 
 
 def _repeat_after() -> timedelta:

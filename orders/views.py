@@ -65,10 +65,12 @@ def create_order(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD") and prefers_html(request):
         return HttpResponseRedirect("/#order")  # someone opened the form's address: the form
     request.upload_handlers = [NoFiles(request)]
-    # Every request counts against its client's limit; each answer tells the nearest limit.
+    # Every request counts against its client's limit, a valid order against its address's
+    # too, in one statement; each answer tells the limit nearest to being reached.
     quotas = []
-    client = _count(quotas, "client", client_address(request))
-    response = _place(request, quotas, client)
+    response = _place(request, quotas)
+    if not quotas:  # answered before an order was read whole (a wrong method, a bad form)
+        _count(request, quotas)
     if quotas:
         response["RateLimit-Policy"] = ", ".join(quota.policy for quota in quotas)
         nearest = min(quotas, key=lambda quota: (quota.remaining, not quota.exceeded))
@@ -77,9 +79,7 @@ def create_order(request: HttpRequest) -> HttpResponse:
 
 
 @allow_methods("POST")
-def _place(request: HttpRequest, quotas: list[Quota], client: Quota | None) -> HttpResponse:
-    if client:
-        return _too_many(request, client)
+def _place(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     if prefers_html(request):
         return _place_from_page(request, quotas)
     return _place_from_api(request, quotas)
@@ -99,7 +99,7 @@ def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         return problem(400, "The form data is malformed.")
     if not form.is_valid():
         return form_problem(form, "The order is not valid.")
-    if over := _count(quotas, "email", inbox(form.cleaned_data["email"])):
+    if over := _count(request, quotas, form.cleaned_data["email"]):
         return _too_many(request, over)
 
     placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
@@ -133,7 +133,7 @@ def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
         }
         return _order_page(request, form, errors, status=400)
     email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
-    if over := _count(quotas, "email", inbox(email)):
+    if over := _count(request, quotas, email):
         return _too_many(request, over)
     placing = outbox.place(email, version)
     context = {
@@ -164,15 +164,20 @@ LIMITS = {
 }
 
 
-def _count(quotas: list[Quota], name: str, key: str) -> Quota | None:
-    """Count this request in limit `name` for `key` (off while its setting is 0); the quota
-    if this request is over it."""
-    setting, window, _ = LIMITS[name]
-    if not (limit := getattr(settings, setting)):
+def _count(request: HttpRequest, quotas: list[Quota], email: str = "") -> Quota | None:
+    """Count this request against its client's limit and, given an order's address, that
+    address's inbox's (limits whose setting is 0 are off); the first quota it is over."""
+    keys = {"client": client_address(request), "email": inbox(email) if email else None}
+    limits = [
+        (name, keys[name], limit, window)
+        for name, (setting, window, _) in LIMITS.items()
+        if keys[name] is not None and (limit := getattr(settings, setting))
+    ]
+    if not limits:
         return None
-    quota = RateCounter.hit(name, key, limit, window)
-    quotas.append(quota)
-    return quota if quota.exceeded else None
+    counted = RateCounter.hit(limits)
+    quotas.extend(counted)
+    return next((quota for quota in counted if quota.exceeded), None)
 
 
 def _too_many(request: HttpRequest, quota: Quota) -> HttpResponse:

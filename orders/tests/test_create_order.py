@@ -7,6 +7,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client, TestCase, TransactionTestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer
 from orders.models import Order
@@ -313,3 +314,32 @@ class ParallelPlacingTests(TransactionTestCase):
         with POSTGRESQL_LOG.open("rb") as log:
             log.seek(size)
             self.assertNotIn(b"racing.first", log.read())
+
+
+class QueryCountTests(TestCase):
+    """An order costs what its writes cost: a new customer's order, limits on, as in
+    production, is six statements, whatever is in stock:
+
+    1. the serial's catalog entry (the form);
+    2. the client's and the address's rate counters, one upsert;
+    3. the version's lock (against a robot being produced at that moment);
+    4. the customer, INSERT … ON CONFLICT DO NOTHING;
+    5. stock, and the inbox's notices today (the daily cap), one read;
+    6. the order's INSERT (on PostgreSQL its trigger wakes the worker when it is due).
+    """
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=30, ORDER_LIMIT_PER_EMAIL=5)
+    def test_a_new_customer_s_order_is_six_statements(self):
+        catalog()
+        produce("R2-D2")
+        for serial in ("R2-D2", "R2-A1"):  # in stock, and waiting
+            with self.subTest(serial=serial), CaptureQueriesContext(connection) as done:
+                response = self.client.post(
+                    "/create_order/",
+                    {"email": f"new-{serial}@example.com", "robot-serial": serial},
+                )
+            self.assertEqual(response.status_code, 201)
+            statements = [
+                q["sql"] for q in done.captured_queries if "SAVEPOINT" not in q["sql"]
+            ]  # the test's own transaction makes the order's a savepoint
+            self.assertLessEqual(len(statements), 6, "\n".join(statements))

@@ -139,7 +139,10 @@ class LimitTests(ProblemAssertions, TestCase):
 
         response = order(self.client, "bob@example.com")  # the client's fifth
         self.assert_too_many(response, 60)
-        self.assertEqual(limit(response)[:3], ('"client";q=4;w=60', "client", 0))
+        # Counted for its client and its address at once: over the client's limit.
+        self.assertEqual(
+            limit(response)[:3], ('"client";q=4;w=60, "email";q=2;w=600', "client", 0)
+        )
         # A browser's page is limited alike, and says so alike.
         page = order(self.client, "bob@example.com", Accept="text/html")
         self.assertEqual(page.status_code, 429)
