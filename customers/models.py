@@ -99,19 +99,19 @@ class Customer(models.Model):
         all); a known one is read after it.
         """
         email, key = normalize_address(raw)
-        now = timezone.now()
+        mailbox, now = inbox(email), timezone.now()
         with connection.cursor() as cursor:
             cursor.execute(
                 f'INSERT INTO "{cls._meta.db_table}" '
                 "(email, email_key, inbox, created_at, mail_stopped_at) "
                 "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                [email, key, inbox(email), connection.ops.adapt_datetimefield_value(now)],
+                [email, key, mailbox, connection.ops.adapt_datetimefield_value(now)],
             )
             row = cursor.fetchone()
         if row is None:
             return cls.objects.get(email_key=key), False
         fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
-        return cls.from_db(None, fields, [row[0], email, key, inbox(email), now, None]), True
+        return cls.from_db(None, fields, [row[0], email, key, mailbox, now, None]), True
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

@@ -7,7 +7,7 @@ its docstring holds the transition table.
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, models
@@ -276,29 +276,29 @@ class RateCounter(models.Model):
         processes count right on both databases, at one round trip whatever the number.
         """
         now = timezone.now()
-        rows, params = [], []
-        for name, key, _, window in limits:
+        buckets, params, quotas = [], [], []
+        for name, key, limit, window in limits:
             seconds = int(window.total_seconds())
             start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
-            rows.append("(%s, %s, 1)")
-            params += [f"{name}:{key}", connection.ops.adapt_datetimefield_value(start)]
+            reset = max(1, int((start + window - now).total_seconds() + 0.999))
+            buckets.append(f"{name}:{key}")
+            params += [buckets[-1], connection.ops.adapt_datetimefield_value(start)]
+            quotas.append(Quota(name, limit, seconds, 0, reset))  # `used` once counted
         table = cls._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f'INSERT INTO "{table}" (bucket, window_start, hits) VALUES {", ".join(rows)} '
-                "ON CONFLICT (bucket) DO UPDATE SET hits = CASE WHEN excluded.window_start = "
+                f'INSERT INTO "{table}" (bucket, window_start, hits) VALUES '
+                + ", ".join(["(%s, %s, 1)"] * len(buckets))
+                + " ON CONFLICT (bucket) DO UPDATE SET hits = CASE WHEN excluded.window_start = "
                 f'"{table}".window_start THEN "{table}".hits + 1 ELSE 1 END, '
                 "window_start = excluded.window_start RETURNING bucket, hits",
                 params,
             )
             hits = dict(cursor.fetchall())
-        quotas = []
-        for name, key, limit, window in limits:
-            seconds = int(window.total_seconds())
-            start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=UTC)
-            reset = max(1, int((start + window - now).total_seconds() + 0.999))
-            quotas.append(Quota(name, limit, seconds, hits[f"{name}:{key}"], reset))
-        return quotas
+        return [
+            replace(quota, used=hits[bucket])
+            for quota, bucket in zip(quotas, buckets, strict=True)
+        ]
 
     @classmethod
     def purge(cls) -> int:

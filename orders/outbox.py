@@ -432,7 +432,7 @@ def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
         mine = Order.objects.filter(pk=order.pk, claim=tag, state=State.SENDING)
         if mine.update(**change, claim=None, claimed_until=None):
             attempt.save()
-            if getattr(attempt, "bounce", ""):  # refused at once as a mailbox that does not exist
+            if attempt.bounce:  # refused at once as a mailbox that does not exist
                 bounced(order, Bounce.Kind.HARD, attempt.bounce, attempt.reply)
             return True
         # Stopped meanwhile: its attempt is still on record. Forgotten: nothing is.
