@@ -335,29 +335,24 @@ def send_once() -> None:
 
 
 class Bell:
-    """Wakes the idle senders; a ring while a sender is busy is not lost."""
+    """Wakes as many idle senders as there are batches to send; a ring that finds fewer
+    idle senders is not lost: the next sender to go idle takes it and looks again."""
 
     def __init__(self):
         self._rung = threading.Condition()
-        self.count = 0
+        self._tickets = 0
 
-    def ring(self) -> None:
+    def ring(self, senders: int) -> None:
         with self._rung:
-            self.count += 1
-            self._rung.notify_all()
+            self._tickets = max(self._tickets, senders)
+            self._rung.notify(senders)
 
-    def waiter(self) -> Callable[[], bool]:
-        """An `idle` for one sender: wait for the next ring (or 5 s), then go on."""
-        seen = self.count
-
-        def idle() -> bool:
-            nonlocal seen
-            with self._rung:
-                self._rung.wait_for(lambda: self.count != seen, 5)
-                seen = self.count
-            return True
-
-        return idle
+    def idle(self) -> bool:
+        """An `idle` for a sender: wait for a ticket (or 5 s), then go on looking for work."""
+        with self._rung:
+            if self._rung.wait_for(lambda: self._tickets > 0, 5):
+                self._tickets -= 1
+        return True
 
 
 def serve(stop: threading.Event, connections: int) -> None:
@@ -366,7 +361,7 @@ def serve(stop: threading.Event, connections: int) -> None:
 
     def sender() -> None:
         try:
-            work(stop, MailConnection(), bell.waiter())
+            work(stop, MailConnection(), bell.idle)
         finally:
             connection.close()
 
@@ -375,17 +370,17 @@ def serve(stop: threading.Event, connections: int) -> None:
         thread.start()
     log.info("sending notices on up to %s connections; stop with SIGTERM or Ctrl-C", connections)
     try:
-        watch(stop, bell)
+        watch(stop, bell, connections)
     finally:
         stop.set()
-        bell.ring()
+        bell.ring(connections)
         for thread in senders:
             thread.join()
         connection.close()
     log.info("notice worker stopped")
 
 
-def watch(stop: threading.Event, bell: Bell) -> None:
+def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
     """Wake the senders when anything is due (LISTEN on PostgreSQL, polling on SQLite), and
     forget what has expired now and then."""
     listening = None
@@ -406,8 +401,15 @@ def watch(stop: threading.Event, bell: Bell) -> None:
             # racing for one arrival would only queue on its rows.
             while outbox.make_due():
                 pass
-            if outbox.has_work():
-                bell.ring()
+            if listening is not None and listening is connection.connection:
+                # Making them due notified this very connection: the count below covers that.
+                for _ in listening.notifies(timeout=0):
+                    pass
+            # One sender per batch due: sixteen woken for one notice would only contend for
+            # its row, and for the interpreter, and each would answer later.
+            due = outbox.due_count(up_to=BATCH * connections)
+            if due:
+                bell.ring(-(-due // BATCH))
             if connection.vendor != "postgresql":
                 stop.wait(POLL["sqlite"])
                 continue

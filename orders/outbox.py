@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Max, Min, Q, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -282,29 +282,29 @@ def make_due() -> bool:
     """Make due the notices of the orders waiting for the oldest arrival's serial.
 
     Idempotent, so several workers may do it at once and a crash half-way loses nothing:
-    the arrivals are deleted only after every waiting order is due.
+    the arrivals are deleted in the transaction that makes the last waiting order due.
     """
-    arrival = Arrival.objects.order_by("pk").first()
+    # The oldest arrival's serial, and the last arrival of it now: those that come in
+    # meanwhile stay for the next round.
+    arrival = (
+        Arrival.objects.values("serial")
+        .annotate(first=Min("pk"), last=Max("pk"))
+        .order_by("first")
+        .first()
+    )
     if arrival is None:
         return False
-    serial = arrival.serial
-    # Arrivals of the serial that come in meanwhile stay for the next round.
-    last = Arrival.objects.filter(serial=serial).order_by("-pk").values_list("pk", flat=True)
-    last = last.first()
-    if last is None:  # another worker has just finished them
-        return True
     now = timezone.now()
-    waiting = Order.objects.filter(robot_serial=serial, state=State.WAITING)
+    waiting = Order.objects.filter(robot_serial=arrival["serial"], state=State.WAITING)
     while True:
         with transaction.atomic():
-            chunk = list(waiting.order_by("pk").values_list("pk", flat=True)[:EXPAND_CHUNK])
-            if not chunk:
-                break
-            waiting.filter(pk__in=chunk).update(
+            chunk = waiting.order_by("pk").values("pk")[:EXPAND_CHUNK]
+            made = waiting.filter(pk__in=chunk).update(
                 state=State.DUE, attempts=0, next_attempt_at=now, due_at=now, last_error=""
             )
-    Arrival.objects.filter(serial=serial, pk__lte=last).delete()
-    return True
+            if made < EXPAND_CHUNK:
+                Arrival.objects.filter(serial=arrival["serial"], pk__lte=arrival["last"]).delete()
+                return True
 
 
 def _due(now) -> Q:
@@ -313,9 +313,9 @@ def _due(now) -> Q:
     )
 
 
-def has_work() -> bool:
-    """Is anything to make due or to send? Two indexed reads, no lock."""
-    return Arrival.objects.exists() or Order.objects.filter(_due(timezone.now())).exists()
+def due_count(up_to: int) -> int:
+    """How many notices are due now, counting no further than `up_to`: one indexed read."""
+    return Order.objects.filter(_due(timezone.now()))[:up_to].count()
 
 
 def _lease() -> timedelta:
@@ -338,15 +338,10 @@ def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
         return tag, []
     order = ("attempts", "next_attempt_at", "pk")
     with transaction.atomic():
-        # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows.
-        ids = list(
-            Order.objects.select_for_update(skip_locked=True)
-            .filter(due)
-            .order_by(*order)
-            .values_list("pk", flat=True)[:limit]
-        )
-        # Conditional on `due` still holding: on SQLite the write lock makes this the claim.
-        Order.objects.filter(due, pk__in=ids).update(
+        # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows;
+        # `due` again outside: on SQLite the write lock makes this UPDATE the claim.
+        ids = Order.objects.select_for_update(skip_locked=True).filter(due).order_by(*order)
+        Order.objects.filter(due, pk__in=ids.values("pk")[:limit]).update(
             state=State.SENDING, claim=tag, claimed_until=now + _lease()
         )
         mine = Order.objects.filter(claim=tag, state=State.SENDING)

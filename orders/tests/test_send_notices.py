@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from orders import outbox
 from orders.models import Arrival, Order
-from orders.notices import BATCH, MailConnection, send_batch
+from orders.notices import BATCH, Bell, MailConnection, send_batch
 from orders.tests.smtp import no_smtp_server, smtp_server
 from R4C.tests.world import (
     BODY,
@@ -90,7 +90,7 @@ class NoticeContentTests(NoticeTestCase):
     def test_a_robot_nobody_waits_for_leaves_no_work(self):
         produce("R2-D2")
         self.assertFalse(Arrival.objects.exists())
-        self.assertFalse(outbox.has_work())
+        self.assertEqual(outbox.due_count(up_to=10), 0)
 
     def test_the_robot_request_never_talks_to_the_mail_server(self):
         place("R2-D2", "ann@example.com")
@@ -173,7 +173,7 @@ class DeliveryTests(NoticeTestCase):
             self.assertEqual(order.attempts, 2)
             self.assertGreater(second_delay, first_delay + timedelta(seconds=20))
 
-            self.assertFalse(outbox.has_work())  # not due yet: nothing happens
+            self.assertEqual(outbox.due_count(up_to=10), 0)  # not due yet: nothing happens
             Order.objects.update(next_attempt_at=timezone.now())
             drain()
 
@@ -707,3 +707,39 @@ class LogTests(NoticeTestCase):
         )
         self.assertRegex(line["claim"], r"^[0-9a-f-]{36}$")
         self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+class WakeTests(NoticeTestCase):
+    def test_a_ring_wakes_as_many_idle_senders_as_it_names_and_no_more(self):
+        bell = Bell()
+        woken = []
+
+        def sender(n):
+            bell.idle()
+            woken.append(n)
+
+        senders = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        for thread in senders:
+            thread.start()
+        time.sleep(0.2)  # all four wait
+        bell.ring(1)
+        time.sleep(0.2)
+        self.assertEqual(len(woken), 1)
+        bell.ring(2)
+        time.sleep(0.2)
+        self.assertEqual(len(woken), 3)
+        bell.ring(4)  # more than are idle: the next to go idle goes on at once
+        for thread in senders:
+            thread.join(1)
+        self.assertEqual(len(woken), 4)
+        started = time.monotonic()
+        bell.idle()
+        self.assertLess(time.monotonic() - started, 1)
+
+    def test_the_watcher_counts_the_batches_due_and_no_further(self):
+        for n in range(25):
+            place("R2-D2", f"c{n}@example.com")
+        produce("R2-D2")
+        outbox.make_due()
+        self.assertEqual(outbox.due_count(up_to=100), 25)
+        self.assertEqual(outbox.due_count(up_to=BATCH), BATCH)
