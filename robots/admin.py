@@ -1,6 +1,5 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Prefetch
-from django.utils import timezone
 
 from R4C.admin import CountedDeletionMixin
 from robots.models import ApiKey, Model, Robot, Version
@@ -87,5 +86,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Отозвать выбранные ключи")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Отозвано ключей: {count}.", messages.SUCCESS)
+        count = ApiKey.revoke(queryset)
+        self.message_user(
+            request,
+            f"Отозвано ключей: {count}. Запросы с ними отклоняются не позже чем через секунду.",
+            messages.SUCCESS,
+        )

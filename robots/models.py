@@ -1,6 +1,7 @@
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import timedelta
 
 from django import forms
@@ -295,6 +296,12 @@ class ApiKey(models.Model):
         key.save()
         return key, key.text(secret)
 
+    # Keys checked in this process lately: id -> (when, name, digest). A production line
+    # posting all day costs the database no round trip for its key; a key revoked elsewhere
+    # stops working here within CHECK_AGAIN seconds (in this process: at once, see revoke).
+    CHECK_AGAIN = 1.0
+    _checked: dict[int, tuple[float, str, str]] = {}
+
     @classmethod
     def authenticate(cls, presented: str) -> "ApiKey | None":
         """The live key that `presented` is, or None (malformed, wrong, revoked)."""
@@ -302,24 +309,50 @@ class ApiKey(models.Model):
         pk, _, secret = rest.partition("_")
         if prefix != "r4c" or not (pk.isascii() and pk.isdigit()) or not secret or len(pk) > 18:
             return None
-        # Every robot comes with a key: plain SQL, like Robot.objects.produce. The last use
-        # is written at most once a minute: a line posting every second costs no write each.
+        pk, digest = int(pk), cls._digest(secret)
+        checked = cls._checked.get(pk)
+        if not (
+            checked
+            and time.monotonic() - checked[0] < cls.CHECK_AGAIN
+            and hmac.compare_digest(checked[2], digest)
+        ):
+            checked = cls._check(pk)
+            if checked is None or not hmac.compare_digest(checked[2], digest):
+                return None
+        # from_db: as if loaded by the ORM, through Model's fast positional path.
+        return cls.from_db(None, ["id", "name", "digest"], [pk, checked[1], checked[2]])
+
+    @classmethod
+    def _check(cls, pk: int) -> tuple[float, str, str] | None:
+        """Read the key from the database, if it is live, and remember it for CHECK_AGAIN s.
+
+        Plain SQL, like Robot.objects.produce: every robot comes with a key. The last use is
+        written at most once a minute: a line posting every second costs no write each.
+        """
         now = timezone.now()
         a_minute_ago = connection.ops.adapt_datetimefield_value(now - timedelta(minutes=1))
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT name, digest, (last_used_at IS NULL OR last_used_at < %s) "
                 f'FROM "{cls._meta.db_table}" WHERE id = %s AND revoked_at IS NULL',
-                [a_minute_ago, int(pk)],
+                [a_minute_ago, pk],
             )
             row = cursor.fetchone()
-        if row is None or not hmac.compare_digest(row[1], cls._digest(secret)):
+        if row is None:
+            cls._checked.pop(pk, None)
             return None
-        # from_db: as if loaded by the ORM, through Model's fast positional path.
-        key = cls.from_db(None, ["id", "name", "digest"], [int(pk), row[0], row[1]])
         if row[2]:
-            cls.objects.filter(pk=key.pk).update(last_used_at=now)
-        return key
+            cls.objects.filter(pk=pk).update(last_used_at=now)
+        cls._checked[pk] = checked = (time.monotonic(), row[0], row[1])
+        return checked
+
+    @classmethod
+    def revoke(cls, keys: models.QuerySet["ApiKey"]) -> int:
+        """Revoke live `keys`: this process refuses them at once, others within CHECK_AGAIN."""
+        pks = list(keys.filter(revoked_at__isnull=True).values_list("pk", flat=True))
+        for pk in pks:
+            cls._checked.pop(pk, None)
+        return cls.objects.filter(pk__in=pks).update(revoked_at=timezone.now())
 
 
 class IdempotentAnswer(models.Model):

@@ -2,10 +2,12 @@
 
 import io
 import json
+import time
 
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import TestCase, override_settings
+from django.utils import timezone
 
 from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog
@@ -105,6 +107,23 @@ class ApiKeyTests(ProblemAssertions, TestCase):
         )
         self.assertEqual(self.post(f"Bearer {key}").status_code, 401)
         self.assertNotContains(self.client.get(f"/admin/robots/apikey/{line5.pk}/change/"), key)
+
+    def test_a_checked_key_costs_no_query_and_a_revoked_one_stops_within_two_seconds(self):
+        self.assertIsNotNone(ApiKey.authenticate(self.secret))
+        with self.assertNumQueries(0):
+            self.assertEqual(ApiKey.authenticate(self.secret).name, "line 3")
+        # Revoked as another process would do it (the admin of another server): this
+        # process learns it from the database.
+        ApiKey.objects.filter(pk=self.key.pk).update(revoked_at=timezone.now())
+        revoked = time.monotonic()
+        while ApiKey.authenticate(self.secret) is not None:
+            self.assertLess(time.monotonic() - revoked, 2)
+            time.sleep(0.05)
+        self.assert_problem(self.post(f"Bearer {self.secret}"), 401)
+        # A wrong secret for a key checked a moment ago is still refused.
+        _, other = ApiKey.issue("line 6")
+        self.assertIsNotNone(ApiKey.authenticate(other))
+        self.assertIsNone(ApiKey.authenticate(other[:-1] + ("a" if other[-1] != "a" else "b")))
 
 
 class DevelopmentTests(TestCase):
