@@ -7,5 +7,7 @@ from R4C.urls import urlpatterns as product
 urlpatterns = [
     path("bench/trivial/", views.trivial),
     path("bench/insert/", views.insert),
+    path("bench/insert_order/", views.insert_order),
+    path("bench/add_robot_without_key/", views.add_robot_without_key),
     *product,
 ]

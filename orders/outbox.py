@@ -90,13 +90,14 @@ def place(email: str, version: Version) -> Placing:
     when one is produced. Raises ValidationError for an address that is not one mailbox.
     """
     with transaction.atomic():
-        # The version lock orders this placing against a robot of the serial being inserted
-        # (which locks it FOR SHARE): either we see the robot, or its trigger sees our order.
-        Version.lock(version.pk)
         customer, new = Customer.for_address(email)
         if customer.mail_stopped_at is not None:
             # A fresh, explicit request: the address wants mail again.
             Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
+        # The version lock orders this placing against a robot of the serial being inserted
+        # (which takes it shared): either we see the robot, or its trigger sees our order.
+        # Taken as late as it can be: placings for one serial queue on it until commit.
+        Version.lock(version.pk)
         in_stock, capped = _stock(customer, version)
         # A new customer has no order yet.
         order = None if new else (

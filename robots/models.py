@@ -7,7 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models
 from django.db.models import Lookup
 from django.http import HttpResponse
 from django.utils import timezone
@@ -163,14 +163,22 @@ class Version(CatalogEntry):
         produced = Robot.objects.filter(version=models.OuterRef("pk"))
         return cls.objects.select_related("model").annotate(in_stock=models.Exists(produced))
 
+    # The version lock's key, (LOCK_SPACE, version id), in PostgreSQL's lock manager: every
+    # robot write takes it shared, in the check trigger of orders migration 0016.
+    LOCK_SPACE = 7431
+
     @classmethod
     def lock(cls, pk: int) -> None:
-        """Lock the version's row until the transaction ends (PostgreSQL; see Robot.save).
+        """Lock the version against robots of it being written, until the transaction ends:
+        one in flight commits first, and later ones wait for this transaction.
 
-        SQLite serialises every write transaction anyway, and takes no row locks.
+        PostgreSQL; SQLite serialises every write transaction anyway.
         """
-        # order_by(): the catalog's default order would join the model for nothing.
-        list(cls.objects.select_for_update().filter(pk=pk).order_by().values_list("pk"))
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [cls.LOCK_SPACE, pk]
+                )
 
     @property
     def serial(self) -> str:
@@ -183,23 +191,26 @@ class RobotManager(models.Manager):
 
         The production line's hot path, and why it is SQL: one INSERT that finds the catalog
         entry itself, in autocommit, keeps SQLite's write lock short and costs PostgreSQL one
-        round trip. What save() guarantees holds here too: the serial is the version's, and
-        the version is locked while the robot is inserted.
+        round trip. The database's check (orders migration 0013, 0016) holds here as for
+        every robot: the serial is the version's, and the version is locked (shared) while
+        the robot is inserted.
         """
         robot, version_table, model_table = (m._meta.db_table for m in (Robot, Version, Model))
         serial = f"{model}-{version}"
-        # FOR SHARE: robots of one version are produced side by side, while whoever locks
-        # the version FOR UPDATE waits for them (see Robot.save).
-        share = " FOR SHARE OF v" if connection.vendor == "postgresql" else ""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO "{robot}" (model_id, version_id, serial, created) '
-                f'SELECT v.model_id, v.id, %s, %s FROM "{version_table}" v '
-                f'JOIN "{model_table}" m ON m.id = v.model_id WHERE m.name = %s AND v.name = %s'
-                f"{share} RETURNING id, model_id, version_id",
-                [serial, connection.ops.adapt_datetimefield_value(created), model, version],
-            )
-            row = cursor.fetchone()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'INSERT INTO "{robot}" (model_id, version_id, serial, created) '
+                    f'SELECT v.model_id, v.id, %s, %s FROM "{version_table}" v '
+                    f'JOIN "{model_table}" m ON m.id = v.model_id '
+                    "WHERE m.name = %s AND v.name = %s RETURNING id, model_id, version_id",
+                    [serial, connection.ops.adapt_datetimefield_value(created), model, version],
+                )
+                row = cursor.fetchone()
+        except IntegrityError:  # the version was renamed while the robot waited for its lock
+            if not connection.get_autocommit():
+                raise
+            return None
         if row is None:
             return None
         pk, model_id, version_id = row
@@ -243,15 +254,8 @@ class Robot(models.Model):
         if self.version.model_id != self.model_id:
             raise ValueError(f"{self.version} is not a version of {self.model}.")
         self.serial = self.version.serial
-        if not self._state.adding:
-            super().save(*args, **kwargs)
-            return
-        # The version stays locked until the robot is committed: whoever locks it FOR
-        # UPDATE (placing an order for it) either committed before the robot's INSERT, and
-        # the database's triggers on that INSERT see its rows, or waits and sees the robot.
-        with transaction.atomic(using=kwargs.get("using")):
-            Version.lock(self.version_id)
-            super().save(*args, **kwargs)
+        # The database locks the version (shared) for the INSERT: see Version.lock.
+        super().save(*args, **kwargs)
 
 
 class ApiKey(models.Model):

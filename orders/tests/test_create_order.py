@@ -322,8 +322,8 @@ class QueryCountTests(TestCase):
 
     1. the serial's catalog entry (the form);
     2. the client's and the address's rate counters, one upsert;
-    3. the version's lock (against a robot being produced at that moment);
-    4. the customer, INSERT … ON CONFLICT DO NOTHING;
+    3. the customer, INSERT … ON CONFLICT DO NOTHING;
+    4. the version's lock (PostgreSQL: against a robot being produced at that moment);
     5. stock, and the inbox's notices today (the daily cap), one read;
     6. the order's INSERT (on PostgreSQL its trigger wakes the worker when it is due).
     """
