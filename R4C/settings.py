@@ -188,7 +188,9 @@ def _database(url: str) -> dict:
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web process and the worker write at once: WAL lets readers go on while one
         # writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrade),
-        # and the timeout makes a writer wait for the lock instead of failing.
+        # and the timeout makes a writer wait for the lock instead of failing. R4C's own
+        # backend queues the writers of a process for it in turn (R4C/sqlite3).
+        config["ENGINE"] = "R4C.sqlite3"
         config["OPTIONS"] = {
             # secure_delete: what is erased (a forgotten customer) is overwritten, not left
             # in free pages.

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,41 +44,49 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer KEY"
 """
 # A robot with an Idempotency-Key of its own each time, as a line that may retry sends it.
-POST_KEYED = f"""local n = 0
-local prefix = tostring(math.random(1, 1000000000))
+# THREADS gives each wrk thread an `id`; wrk() puts a token of its own run in place of RUN.
+THREADS = """local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+local n = 0
+"""
+POST_KEYED = f"""{THREADS}
 request = function()
   n = n + 1
   local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer KEY",
-                   ["Idempotency-Key"] = prefix .. "-" .. n}}
+                   ["Idempotency-Key"] = "RUN-" .. id .. "-" .. n}}
   return wrk.format("POST", nil, headers, '{ROBOT}')
 end
 """
 GET_WITH_KEY = 'wrk.headers["Authorization"] = "Bearer KEY"\n'
-# Orders: counters per wrk thread, told apart by a random prefix. ADDRESS and SERIAL are Lua
-# expressions of n: a new customer each time, or one of 200 placing again; one serial for
-# all, or one of 100.
-POST_ORDER = """local n = 0
-local prefix = tostring(math.random(1, 1000000000))
+# Orders. ADDRESS and SERIAL are Lua expressions: a new customer each time, or one of 200
+# placing again; one serial for all, or one of 100.
+POST_ORDER = (
+    THREADS
+    + """
 request = function()
   n = n + 1
-  local body = "email=c" .. prefix .. "x" .. ADDRESS .. "%40example.com&robot-serial=" .. SERIAL
+  local body = "email=" .. ADDRESS .. "%40example.com&robot-serial=" .. SERIAL
   return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 """
+)
 
 
-def order_script(address: str = "n", serial: str = '"R2-A1"') -> str:
+def order_script(address: str = '"RUN-" .. id .. "-" .. n', serial: str = '"R2-A1"') -> str:
     return POST_ORDER.replace("ADDRESS", address).replace("SERIAL", serial)
 
 
-NEW, AGAIN = order_script(), order_script(address="(n % 200)")
+NEW, AGAIN = order_script(), order_script(address='"again-" .. id .. "-" .. (n % 200)')
 SPREAD = order_script(serial='"S1-" .. string.format("%02d", n % 100)')
 
 
 def wrk(port: int, path: str, seconds: float, script: str | None, connections: int = 8):
     """(requests/s, p50 ms, p99 ms, non-2xx) of `path` under wrk."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script or "")
+        lua.write((script or "").replace("RUN", uuid.uuid4().hex[:12]))
         lua.flush()
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", lua.name,
@@ -144,6 +153,8 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
     from django.utils import timezone
 
     from bench.world import Clock, reset, wait_orders, wait_until
+    from customers.models import Customer
+    from orders.models import Order
     from orders.tests.smtp import free_port
     from robots.models import ApiKey, Model, Robot, Version
 
@@ -202,7 +213,9 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         sampling.set()
         row |= {"runs": runs, "wal_peak": wal_peak[0]}
 
-        # The report over a week with 100,000 robots.
+        # The report over a week with 100,000 robots (and no orders left waiting for them).
+        Order.objects.all().delete()
+        Customer.objects.all().delete()
         Robot.objects.all().delete()
         now = timezone.now()
         Robot.objects.bulk_create(

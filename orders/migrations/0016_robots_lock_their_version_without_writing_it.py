@@ -33,10 +33,12 @@ END $$;
 """
 
 
-LOCKING = check_serial(
-    # Before the check: a rename that held the lock has committed when the check reads.
-    "PERFORM pg_advisory_xact_lock_shared(7431, NEW.version_id::integer);"
-) + """
+LOCKING = (
+    check_serial(
+        # Before the check: a rename that held the lock has committed when the check reads.
+        "PERFORM pg_advisory_xact_lock_shared(7431, NEW.version_id::integer);"
+    )
+    + """
 CREATE FUNCTION robots_lock_catalog() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(7431, id::integer) FROM robots_version ORDER BY id;
@@ -47,11 +49,15 @@ CREATE TRIGGER robots_lock_catalog BEFORE UPDATE OF name, model_id ON robots_ver
 CREATE TRIGGER robots_lock_catalog BEFORE UPDATE OF name ON robots_model
     FOR EACH STATEMENT EXECUTE FUNCTION robots_lock_catalog();
 """
-NOT_LOCKING = check_serial("") + """
+)
+NOT_LOCKING = (
+    check_serial("")
+    + """
 DROP TRIGGER robots_lock_catalog ON robots_version;
 DROP TRIGGER robots_lock_catalog ON robots_model;
 DROP FUNCTION robots_lock_catalog();
 """
+)
 
 
 def create(apps, schema_editor):
