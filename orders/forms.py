@@ -33,9 +33,7 @@ class SerialField(forms.CharField):
 
     def clean(self, value) -> Version:
         serial = super().clean(value).upper()
-        model, name = serial.split("-")
-        version = Version.objects.select_related("model").filter(model__name=model, name=name)
-        version = version.first()
+        version = Version.by_serial(serial)
         if version is None:
             raise forms.ValidationError(f"The catalog has no robot {serial}.")
         return version

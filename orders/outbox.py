@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Max, Min, Q, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
@@ -87,8 +88,19 @@ def place(email: str, version: Version) -> Placing:
     """Create or renew the order of `email` for `version`.
 
     One mail answers each wish: at once through the worker when a robot is in stock, else
-    when one is produced. Raises ValidationError for an address that is not one mailbox.
+    when one is produced. Raises ValidationError for an address that is not one mailbox, and
+    for a version renamed or deleted since this process looked it up (Version.by_serial).
     """
+    try:
+        return _place(email, version)
+    except IntegrityError:
+        # The only write of a placing that a valid order can break: the order's serial or
+        # version is no longer the catalog's.
+        Version._by_serial.pop(version.serial, None)
+        raise ValidationError(f"The catalog has no robot {version.serial}.") from None
+
+
+def _place(email: str, version: Version) -> Placing:
     with transaction.atomic():
         customer, new = Customer.for_address(email)
         if customer.mail_stopped_at is not None:

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.core.exceptions import BadRequest, SuspiciousOperation, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -102,7 +102,11 @@ def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     if over := _count(request, quotas, form.cleaned_data["email"]):
         return _too_many(request, over)
 
-    placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
+    try:
+        placing = outbox.place(form.cleaned_data["email"], form.cleaned_data["robot-serial"])
+    except ValidationError as error:  # its version was renamed or deleted a moment ago
+        form.add_error("robot-serial", error)
+        return form_problem(form, "The order is not valid.")
     # Nothing stored about earlier placings but the time of a recent mail that answers this
     # one already: the address as this request gave it, and this placing's notice.
     last_sent = placing.last_sent and placing.last_sent.isoformat().replace("+00:00", "Z")
@@ -135,7 +139,11 @@ def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     email, version = form.cleaned_data["email"], form.cleaned_data["robot-serial"]
     if over := _count(request, quotas, email):
         return _too_many(request, over)
-    placing = outbox.place(email, version)
+    try:
+        placing = outbox.place(email, version)
+    except ValidationError:  # its version was renamed or deleted a moment ago
+        errors = {"robot-serial": PAGE_ERRORS[("robot-serial", None)]}
+        return _order_page(request, form, errors, status=400)
     context = {
         "email": email,
         "serial": placing.order.robot_serial,

@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, connection, models
 from django.db.models import Lookup
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -180,9 +182,37 @@ class Version(CatalogEntry):
                     "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [cls.LOCK_SPACE, pk]
                 )
 
+    # Versions this process looked up by serial lately: serial -> (when, version). Every
+    # order names its robot by serial, and the catalog changes seldom: a change reaches this
+    # process at once (the signals below) and others within CHECK_AGAIN seconds, in which
+    # an order for a version renamed or deleted elsewhere is refused (see outbox.place).
+    CHECK_AGAIN = 1.0
+    _by_serial: dict[str, tuple[float, "Version"]] = {}
+
+    @classmethod
+    def by_serial(cls, serial: str) -> "Version | None":
+        """The version whose serial is `serial` (MODEL-VERSION, upper case), with its model."""
+        known = cls._by_serial.get(serial)
+        if known and time.monotonic() - known[0] < cls.CHECK_AGAIN:
+            return known[1]
+        model, name = serial.split("-")
+        version = cls.objects.select_related("model").filter(model__name=model, name=name)
+        version = version.first()
+        if version is None:
+            cls._by_serial.pop(serial, None)
+        else:
+            cls._by_serial[serial] = (time.monotonic(), version)
+        return version
+
     @property
     def serial(self) -> str:
         return f"{self.model.name}-{self.name}"
+
+
+@receiver([post_save, post_delete], sender=Version, dispatch_uid="robots.version_changed")
+@receiver([post_save, post_delete], sender=Model, dispatch_uid="robots.model_changed")
+def _catalog_changed(**kwargs) -> None:
+    Version._by_serial.clear()
 
 
 class RobotManager(models.Manager):

@@ -13,6 +13,7 @@ from customers.models import Customer
 from orders.models import Order
 from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog, produce
+from robots.models import Version
 
 BOUNDARY = "r4cboundary"
 
@@ -150,6 +151,17 @@ class CreateOrderTests(ProblemAssertions, TestCase):
                 self.assert_problem(self.order(serial=serial), 400, "robot-serial")
         problem = self.assert_problem(self.order(serial="X9-Z9"), 400, "robot-serial")
         self.assertEqual(problem["errors"]["robot-serial"], ["The catalog has no robot X9-Z9."])
+
+    def test_an_order_for_a_version_renamed_elsewhere_a_moment_ago_is_refused(self):
+        # This process looks the serial up (a bad address: nothing is placed), then another
+        # renames the version, which no order nor robot goes by yet.
+        self.assert_problem(self.order(email="not an address", serial="R2-A1"), 400, "email")
+        Version.objects.filter(name="A1").update(name="A3")  # no signal: another process
+        problem = self.assert_problem(self.order(serial="R2-A1"), 400, "robot-serial")
+        self.assertEqual(problem["errors"]["robot-serial"], ["The catalog has no robot R2-A1."])
+        self.assert_nothing_written()
+        # Looked up afresh, the new name is taken.
+        self.assertEqual(self.order(serial="R2-A3").status_code, 201)
 
     def test_it_rejects_broken_multipart(self):
         bodies = [
