@@ -110,7 +110,6 @@ def _place(email: str, version: Version) -> Placing:
         # (which takes it shared): either we see the robot, or its trigger sees our order.
         # Taken as late as it can be: placings for one serial queue on it until commit.
         Version.lock(version.pk)
-        in_stock, capped = _stock(customer, version)
         # A new customer has no order yet.
         order = None if new else (
             Order.objects.select_for_update()
@@ -118,51 +117,85 @@ def _place(email: str, version: Version) -> Placing:
             .select_related("version__model")
             .first()
         )  # fmt: skip
-        now = timezone.now()
-        # Notices that become due wake the worker from the database (migration 0015).
         if order is None:
-            state = State.DUE if in_stock and not capped else State.WAITING
-            order = Order.objects.create(
-                customer=customer, version=version, state=state, placed_at=now, due_at=now
-            )
-            placing = Placing(order, True, in_stock)
-        elif order.state in PENDING:
+            order, in_stock = _insert(customer, version)
+            return Placing(order, True, in_stock)
+        in_stock, capped = _stock(customer, version)
+        now = timezone.now()
+        if order.state in PENDING:
             # That notice answers this placing too; one that waits to retry is tried now.
             if Order.objects.filter(pk=order.pk, state=State.DUE).update(next_attempt_at=now):
                 wake_worker()
-            placing = Placing(order, False, in_stock)
-        else:
-            recent = order.notified_at and now - order.notified_at < _repeat_after()
-            state = State.DUE if in_stock and not recent and not capped else State.WAITING
-            Order.objects.filter(pk=order.pk).update(
-                state=state,
-                attempts=0,
-                next_attempt_at=now,
-                due_at=now,
-                last_error="",
-                placed_at=now,
-            )
-            order.state, order.placed_at = state, now
-            placing = Placing(order, False, in_stock, order.notified_at if recent else None)
-    return placing
+            return Placing(order, False, in_stock)
+        recent = order.notified_at and now - order.notified_at < _repeat_after()
+        state = State.DUE if in_stock and not recent and not capped else State.WAITING
+        Order.objects.filter(pk=order.pk).update(
+            state=state,
+            attempts=0,
+            next_attempt_at=now,
+            due_at=now,
+            last_error="",
+            placed_at=now,
+        )
+        order.state, order.placed_at = state, now
+        return Placing(order, False, in_stock, order.notified_at if recent else None)
+
+
+def _stock_terms(customer: Customer, version: Version) -> tuple[str, list, str, list]:
+    """SQL, and its parameters, for: is a robot of the version produced? and how many
+    notices for it has the customer's inbox had today, under whichever of its addresses
+    (ann+1@x and ann+2@x are one)? Read after the version's lock, so that a robot just
+    committed is seen."""
+    robots, orders, customers = (m._meta.db_table for m in (Robot, Order, Customer))
+    today = connection.ops.adapt_datefield_value(timezone.localdate())
+    return (
+        f'EXISTS (SELECT 1 FROM "{robots}" WHERE version_id = %s)',
+        [version.pk],
+        (
+            f'(SELECT COALESCE(SUM(o.sent_that_day), 0) FROM "{orders}" o '
+            f'JOIN "{customers}" c ON c.id = o.customer_id '
+            "WHERE c.inbox = %s AND o.version_id = %s AND o.sent_on = %s)"
+        ),
+        [customer.inbox, version.pk, today],
+    )
 
 
 def _stock(customer: Customer, version: Version) -> tuple[bool, bool]:
-    """(Is a robot of the version produced?, has the customer's inbox had NOTICE_DAILY_CAP
-    notices for it today, under whichever of its addresses: ann+1@x and ann+2@x are one?)
-    One query; taken after the version's lock, so that it sees a robot just committed."""
-    robots, orders, customers = (m._meta.db_table for m in (Robot, Order, Customer))
-    today = connection.ops.adapt_datefield_value(timezone.localdate())
+    """(In stock?, has the inbox had NOTICE_DAILY_CAP notices for it today?) One query."""
+    stocked, stocked_params, sent, sent_params = _stock_terms(customer, version)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT EXISTS (SELECT 1 FROM "{robots}" WHERE version_id = %s), '
-            f'(SELECT COALESCE(SUM(o.sent_that_day), 0) FROM "{orders}" o '
-            f'JOIN "{customers}" c ON c.id = o.customer_id '
-            "WHERE c.inbox = %s AND o.version_id = %s AND o.sent_on = %s)",
-            [version.pk, customer.inbox, version.pk, today],
-        )
+        cursor.execute(f"SELECT {stocked}, {sent}", stocked_params + sent_params)
         in_stock, sent = cursor.fetchone()
     return bool(in_stock), sent >= settings.NOTICE_DAILY_CAP
+
+
+# What _insert writes, in its order; the other columns are null.
+INSERTED = [
+    "id", "customer_id", "version_id", "robot_serial", "placed_at", "created_at", "state",
+    "attempts", "next_attempt_at", "due_at", "last_error", "sent_that_day",
+]  # fmt: skip
+
+
+def _insert(customer: Customer, version: Version) -> tuple[Order, bool]:
+    """A new order of the customer for the version, due if a robot is in stock and the daily
+    cap allows, else waiting, and whether it is in stock: one INSERT that reads the stock.
+    A due one wakes the worker from the database (migration 0015)."""
+    stocked, stocked_params, sent, sent_params = _stock_terms(customer, version)
+    now = timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{Order._meta.db_table}" ({", ".join(INSERTED[1:])}) VALUES '
+            f"(%s, %s, %s, %s, %s, CASE WHEN {stocked} AND {sent} < %s THEN %s ELSE %s END, "
+            f"0, %s, %s, '', 0) RETURNING id, state, {stocked}",
+            [customer.pk, version.pk, version.serial, at, at, *stocked_params, *sent_params,
+             settings.NOTICE_DAILY_CAP, State.DUE, State.WAITING, at, at, *stocked_params],
+        )  # fmt: skip
+        pk, state, in_stock = cursor.fetchone()
+    values = [pk, customer.pk, version.pk, version.serial, now, now, state, 0, now, now, "", 0]
+    order = Order.from_db(None, INSERTED, values)
+    order.customer, order.version = customer, version
+    return order, bool(in_stock)
 
 
 def _repeat_after() -> timedelta:
