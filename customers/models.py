@@ -32,6 +32,14 @@ def normalize_address(raw: str) -> tuple[str, str]:
     return valid.normalized, valid.ascii_email.lower()
 
 
+def _datetime(value):
+    """A timestamp that raw SQL returned, aware: SQLite gives its stored text or a naive
+    datetime, PostgreSQL an aware datetime."""
+    if value is not None and connection.vendor == "sqlite":
+        return connection.ops.convert_datetimefield_value(value, None, connection)
+    return value
+
+
 def ascii_address(email: str) -> str:
     """A stored address as mail servers must see it: its domain in IDNA 2008's ASCII form.
 
@@ -94,24 +102,27 @@ class Customer(models.Model):
         """The customer of this mailbox, and whether it is new (created now). Raises
         ValidationError if the address is invalid.
 
-        One statement for a new address: INSERT … ON CONFLICT DO NOTHING, so that two first
-        orders racing for one address are no error (which PostgreSQL would log, address and
-        all); a known one is read after it.
+        One statement, new address or known: an upsert that returns the stored row, so that
+        two first orders racing for one address are no error (which PostgreSQL would log,
+        address and all). A known row is locked until the transaction ends.
         """
         email, key = normalize_address(raw)
         mailbox, now = inbox(email), timezone.now()
+        at = connection.ops.adapt_datetimefield_value(now)
         with connection.cursor() as cursor:
             cursor.execute(
                 f'INSERT INTO "{cls._meta.db_table}" '
                 "(email, email_key, inbox, created_at, mail_stopped_at) "
-                "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                [email, key, mailbox, connection.ops.adapt_datetimefield_value(now)],
+                "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) "
+                "DO UPDATE SET email_key = excluded.email_key "
+                "RETURNING id, email, inbox, created_at, mail_stopped_at",
+                [email, key, mailbox, at],
             )
-            row = cursor.fetchone()
-        if row is None:
-            return cls.objects.get(email_key=key), False
+            pk, email, mailbox, created_at, stopped_at = cursor.fetchone()
+        created_at, stopped_at = _datetime(created_at), _datetime(stopped_at)
+        new = created_at == now  # created by this statement: it bears this very moment
         fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
-        return cls.from_db(None, fields, [row[0], email, key, mailbox, now, None]), True
+        return cls.from_db(None, fields, [pk, email, key, mailbox, created_at, stopped_at]), new
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

@@ -45,6 +45,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Max, Min, Q, Value, When
+from django.db.models.expressions import RawSQL
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -111,16 +112,11 @@ def _place(email: str, version: Version) -> Placing:
         # Taken as late as it can be: placings for one serial queue on it until commit.
         Version.lock(version.pk)
         # A new customer has no order yet.
-        order = None if new else (
-            Order.objects.select_for_update()
-            .filter(customer=customer, version=version)
-            .select_related("version__model")
-            .first()
-        )  # fmt: skip
+        order = None if new else _renewed(customer, version)
         if order is None:
             order, in_stock = _insert(customer, version)
             return Placing(order, True, in_stock)
-        in_stock, capped = _stock(customer, version)
+        in_stock, capped = bool(order.in_stock), order.sent_today >= settings.NOTICE_DAILY_CAP
         now = timezone.now()
         if order.state in PENDING:
             # That notice answers this placing too; one that waits to retry is tried now.
@@ -160,13 +156,19 @@ def _stock_terms(customer: Customer, version: Version) -> tuple[str, list, str, 
     )
 
 
-def _stock(customer: Customer, version: Version) -> tuple[bool, bool]:
-    """(In stock?, has the inbox had NOTICE_DAILY_CAP notices for it today?) One query."""
+def _renewed(customer: Customer, version: Version) -> Order | None:
+    """The customer's order for the version, locked, with `in_stock` and `sent_today` read
+    after the version's lock (see _stock_terms): one query. Only the order's row is locked."""
     stocked, stocked_params, sent, sent_params = _stock_terms(customer, version)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {stocked}, {sent}", stocked_params + sent_params)
-        in_stock, sent = cursor.fetchone()
-    return bool(in_stock), sent >= settings.NOTICE_DAILY_CAP
+    order = (
+        Order.objects.select_for_update()
+        .filter(customer=customer, version=version)
+        .annotate(in_stock=RawSQL(stocked, stocked_params), sent_today=RawSQL(sent, sent_params))
+        .first()
+    )
+    if order is not None:
+        order.customer, order.version = customer, version
+    return order
 
 
 # What _insert writes, in its order; the other columns are null.

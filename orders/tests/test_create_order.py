@@ -362,3 +362,17 @@ class QueryCountTests(TestCase):
             list(Order.objects.order_by("pk").values_list("state", flat=True)),
             ["due", "waiting", "waiting"],
         )
+
+    @override_settings(ORDER_LIMIT_PER_CLIENT=30, ORDER_LIMIT_PER_EMAIL=5)
+    def test_placing_again_is_five_statements(self):
+        """The counters; the customer's upsert; the lock; the order, locked, with the stock
+        and the cap read beside it; its UPDATE."""
+        catalog()
+        order = {"email": "ann@example.com", "robot-serial": "R2-A1"}
+        self.assertEqual(self.client.post("/create_order/", order).status_code, 201)
+        with CaptureQueriesContext(connection) as done:
+            response = self.client.post("/create_order/", order)
+        self.assertEqual(response.status_code, 200)
+        statements = [q["sql"] for q in done.captured_queries if "SAVEPOINT" not in q["sql"]]
+        expected = 5 - (connection.vendor != "postgresql")
+        self.assertEqual(len(statements), expected, "\n".join(statements))
