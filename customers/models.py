@@ -35,7 +35,7 @@ def normalize_address(raw: str) -> tuple[str, str]:
 def _datetime(value):
     """A timestamp that raw SQL returned, aware: SQLite gives its stored text or a naive
     datetime, PostgreSQL an aware datetime."""
-    if value is not None and connection.vendor == "sqlite":
+    if connection.vendor == "sqlite":
         return connection.ops.convert_datetimefield_value(value, None, connection)
     return value
 
@@ -99,12 +99,14 @@ class Customer(models.Model):
 
     @classmethod
     def for_address(cls, raw: str) -> tuple["Customer", bool]:
-        """The customer of this mailbox, and whether it is new (created now). Raises
-        ValidationError if the address is invalid.
+        """The customer of this mailbox, placing an order, and whether it is new (created
+        now). Raises ValidationError if the address is invalid.
 
-        One statement, new address or known: an upsert that returns the stored row, so that
-        two first orders racing for one address are no error (which PostgreSQL would log,
-        address and all). A known row is locked until the transaction ends.
+        A fresh, explicit request: an address that had stopped mail wants it again. One
+        statement, new address or known: an upsert that returns the stored row, so that two
+        first orders racing for one address are no error (which PostgreSQL would log,
+        address and all). A known row is locked until the transaction ends, in the mode
+        that lets others' foreign keys to it be checked meanwhile (no key column is set).
         """
         email, key = normalize_address(raw)
         mailbox, now = inbox(email), timezone.now()
@@ -114,15 +116,15 @@ class Customer(models.Model):
                 f'INSERT INTO "{cls._meta.db_table}" '
                 "(email, email_key, inbox, created_at, mail_stopped_at) "
                 "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) "
-                "DO UPDATE SET email_key = excluded.email_key "
-                "RETURNING id, email, inbox, created_at, mail_stopped_at",
+                "DO UPDATE SET mail_stopped_at = NULL "
+                "RETURNING id, email, inbox, created_at",
                 [email, key, mailbox, at],
             )
-            pk, email, mailbox, created_at, stopped_at = cursor.fetchone()
-        created_at, stopped_at = _datetime(created_at), _datetime(stopped_at)
+            pk, email, mailbox, created_at = cursor.fetchone()
+        created_at = _datetime(created_at)
         new = created_at == now  # created by this statement: it bears this very moment
         fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
-        return cls.from_db(None, fields, [pk, email, key, mailbox, created_at, stopped_at]), new
+        return cls.from_db(None, fields, [pk, email, key, mailbox, created_at, None]), new
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

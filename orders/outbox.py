@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Max, Min, Q, Value, When
+from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.expressions import RawSQL
 from django.dispatch import receiver
 from django.utils import timezone
@@ -103,10 +103,7 @@ def place(email: str, version: Version) -> Placing:
 
 def _place(email: str, version: Version) -> Placing:
     with transaction.atomic():
-        customer, new = Customer.for_address(email)
-        if customer.mail_stopped_at is not None:
-            # A fresh, explicit request: the address wants mail again.
-            Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
+        customer, new = Customer.for_address(email)  # which lifts a stop
         # The version lock orders this placing against a robot of the serial being inserted
         # (which takes it shared): either we see the robot, or its trigger sees our order.
         # Taken as late as it can be: placings for one serial queue on it until commit.
@@ -334,11 +331,10 @@ def make_due() -> bool:
     """
     # The oldest arrival's serial, and the last arrival of it now: those that come in
     # meanwhile stay for the next round.
+    # Both by the primary key's index, whatever the table holds.
+    newest = Arrival.objects.filter(serial=OuterRef("serial")).order_by("-pk").values("pk")
     arrival = (
-        Arrival.objects.values("serial")
-        .annotate(first=Min("pk"), last=Max("pk"))
-        .order_by("first")
-        .first()
+        Arrival.objects.order_by("pk").values("serial").annotate(last=Subquery(newest[:1])).first()
     )
     if arrival is None:
         return False
