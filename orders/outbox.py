@@ -382,10 +382,17 @@ def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
         return tag, []
     order = ("attempts", "next_attempt_at", "pk")
     with transaction.atomic():
-        # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows;
-        # `due` again outside: on SQLite the write lock makes this UPDATE the claim.
-        ids = Order.objects.select_for_update(skip_locked=True).filter(due).order_by(*order)
-        Order.objects.filter(due, pk__in=ids.values("pk")[:limit]).update(
+        # skip_locked: several senders on PostgreSQL never wait for, nor take, the same rows.
+        # Read first, not as a subquery of the UPDATE: PostgreSQL may run that again for rows
+        # that other senders changed meanwhile, and one claim took 839 notices, not 10.
+        ids = list(
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(due)
+            .order_by(*order)
+            .values_list("pk", flat=True)[:limit]
+        )
+        # Conditional on `due` still holding: on SQLite the write lock makes this the claim.
+        Order.objects.filter(due, pk__in=ids).update(
             state=State.SENDING, claim=tag, claimed_until=now + _lease()
         )
         mine = Order.objects.filter(claim=tag, state=State.SENDING)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from R4C.tests.world import (
     place,
     produce,
     text_of,
+    while_open,
 )
 from robots.models import Robot
 
@@ -536,39 +537,11 @@ class NoDuplicatesTests(TransactionTestCase):
 class OrderDuringProductionTests(TransactionTestCase):
     """An order and a robot of its serial at the same moment: one of them sees the other."""
 
-    def while_open(self, write, request):
-        """Send `request` while `write`'s transaction is open, commit, return the answer."""
-        opened, commit = threading.Event(), threading.Event()
-
-        def hold():
-            try:
-                with transaction.atomic():
-                    write()
-                    opened.set()
-                    commit.wait(10)
-            finally:
-                connection.close()
-
-        def send():
-            try:
-                return request(Client())
-            finally:
-                connection.close()
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            holding = pool.submit(hold)
-            self.assertTrue(opened.wait(10))
-            sent = pool.submit(send)
-            time.sleep(0.5)  # the request now waits for the open transaction's lock
-            commit.set()
-            holding.result()
-            return sent.result()
-
     def test_an_order_placed_while_its_robot_is_being_saved_is_still_notified(self):
         catalog()
-        response = self.while_open(
+        response = while_open(
             lambda: produce("R2-D2"),
-            lambda client: client.post(
+            lambda: Client().post(
                 "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
             ),
         )
@@ -581,9 +554,9 @@ class OrderDuringProductionTests(TransactionTestCase):
     def test_a_robot_posted_while_an_order_for_it_is_being_placed_still_notifies_it(self):
         catalog()
         body = json.dumps({"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"})
-        response = self.while_open(
+        response = while_open(
             lambda: place("R2-D2", "ann@example.com"),
-            lambda client: client.post("/add_robot/", body, content_type="application/json"),
+            lambda: Client().post("/add_robot/", body, content_type="application/json"),
         )
 
         self.assertEqual(response.status_code, 201)
@@ -743,3 +716,25 @@ class WakeTests(NoticeTestCase):
         outbox.make_due()
         self.assertEqual(outbox.due_count(up_to=100), 25)
         self.assertEqual(outbox.due_count(up_to=BATCH), BATCH)
+
+
+class ParallelClaimTests(TransactionTestCase):
+    def test_senders_claiming_at_once_take_a_batch_each_and_no_notice_twice(self):
+        catalog()
+        place("R2-D2", *(f"c{n}@example.com" for n in range(300)))
+        produce("R2-D2")
+        outbox.make_due()
+        start = threading.Barrier(16)
+
+        def claim():
+            try:
+                start.wait()
+                return outbox.claim(BATCH)[1]
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            batches = list(pool.map(lambda _: claim(), range(16)))
+        self.assertEqual(sorted(len(batch) for batch in batches), [BATCH] * 16)
+        claimed = [order.pk for batch in batches for order in batch]
+        self.assertEqual(len(set(claimed)), 16 * BATCH)
