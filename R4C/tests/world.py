@@ -7,11 +7,13 @@ helpers, never each other.
 import io
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 from orders import outbox
 from orders.models import Order
@@ -140,3 +142,34 @@ def json_log(test, name: str) -> io.StringIO:
     logger.addHandler(handler)
     test.addCleanup(logger.removeHandler, handler)
     return stream
+
+
+def while_open(write, other):
+    """Run `other` on a connection of its own while `write`'s transaction is open, check
+    that it waits for that transaction, commit it, and return what `other` returned."""
+    opened, commit = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                write()
+                opened.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    def run():
+        try:
+            return other()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        holding = pool.submit(hold)
+        assert opened.wait(10), "the transaction did not open"
+        done = pool.submit(run)
+        time.sleep(0.5)  # `other` now waits for the open transaction
+        assert not done.done(), "it did not wait for the open transaction"
+        commit.set()
+        holding.result()
+        return done.result()

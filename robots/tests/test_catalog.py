@@ -1,15 +1,12 @@
 """The catalog's names hold whatever path writes them: forms, save(), raw SQL."""
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.test import TestCase, TransactionTestCase
 
 from orders.models import Order
-from R4C.tests.world import place
+from R4C.tests.world import place, while_open
 from robots.models import Model, Robot, Version
 
 
@@ -110,37 +107,8 @@ class RenameRaceTests(TransactionTestCase):
         r2 = Model.objects.create(name="R2")
         self.d2 = Version.objects.create(model=r2, name="D2")
 
-    def while_open(self, write, other):
-        """Run `other` in a thread while `write`'s transaction is open; commit; its result."""
-        opened, commit = threading.Event(), threading.Event()
-
-        def hold():
-            try:
-                with transaction.atomic():
-                    write()
-                    opened.set()
-                    commit.wait(10)
-            finally:
-                connection.close()
-
-        def run():
-            try:
-                return other()
-            finally:
-                connection.close()
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            holding = pool.submit(hold)
-            self.assertTrue(opened.wait(10))
-            done = pool.submit(run)
-            time.sleep(0.5)  # `other` now waits for the open transaction
-            self.assertFalse(done.done())
-            commit.set()
-            holding.result()
-            return done.result()
-
     def test_a_robot_posted_while_its_version_is_renamed_is_not_in_the_catalog(self):
-        robot = self.while_open(
+        robot = while_open(
             lambda: Version.objects.filter(pk=self.d2.pk).update(name="D3"),
             lambda: Robot.objects.produce("R2", "D2", datetime(2023, 10, 3, tzinfo=UTC)),
         )
@@ -152,7 +120,7 @@ class RenameRaceTests(TransactionTestCase):
             with self.assertRaises(IntegrityError):
                 Version.objects.filter(pk=self.d2.pk).update(name="D3")
 
-        self.while_open(
+        while_open(
             lambda: Robot.objects.produce("R2", "D2", datetime(2023, 10, 3, tzinfo=UTC)),
             rename,
         )
