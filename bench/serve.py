@@ -269,8 +269,14 @@ def measure(database_url: str, seconds: float, rounds: int) -> dict:
         answered = post(
             "/add_robot/", '{"model": "B1", "version": "FF", "created": "2023-10-03 23:59:12"}'
         )
-        wait_until(lambda: all(e in clock.accepted for e in crowd), 600, step=0.5)
-        row["fan_out"] = max(clock.accepted[e] for e in crowd) - answered
+        deadline = time.monotonic() + 300
+        while len(set(crowd) & clock.accepted.keys()) < len(crowd):
+            if time.monotonic() > deadline:  # say how far it got, not only that it failed
+                row["fan_out"] = f"{len(set(crowd) & clock.accepted.keys())} of 1,000 in 300 s"
+                break
+            time.sleep(0.5)
+        else:
+            row["fan_out"] = max(clock.accepted[e] for e in crowd) - answered
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
@@ -394,7 +400,9 @@ def table(rows: list[dict], seconds: float, rounds: int) -> str:
     figure(
         "fan-out: 1,000 notices at 1 s a message, robot's 201 → last accepted",
         "< 120 s",
-        lambda row: f"{row['fan_out']:.1f} s",
+        lambda row: (
+            f"{row['fan_out']:.1f} s" if isinstance(row["fan_out"], float) else row["fan_out"]
+        ),
     )
     figure(
         "SQLite's WAL at its largest under the write load",
@@ -429,7 +437,7 @@ def main() -> None:
             capture_output=True, text=True, cwd=ROOT, check=False,
         )  # fmt: skip
         if child.returncode:
-            raise SystemExit(child.stderr)
+            raise SystemExit(child.stderr[-5000:])  # after the servers' access logs
         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
     print(table(rows, args.seconds, args.rounds))
 
