@@ -97,7 +97,7 @@ def place(email: str, version: Version) -> Placing:
     except IntegrityError:
         # The only write of a placing that a valid order can break: the order's serial or
         # version is no longer the catalog's.
-        Version._by_serial.pop(version.serial, None)
+        Version.recent.forget(version.serial)
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
 
 

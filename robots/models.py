@@ -71,6 +71,27 @@ def catalog_name_constraint(name: str) -> models.CheckConstraint:
     return models.CheckConstraint(condition=models.Q(name__is_catalog_name=True), name=name)
 
 
+class Recent:
+    """What this process looked up lately, each for `seconds`: a memory that other processes
+    need not clear, because it forgets on its own."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self._kept = seconds, {}
+
+    def get(self, key):
+        kept = self._kept.get(key)
+        return kept[1] if kept and time.monotonic() - kept[0] < self.seconds else None
+
+    def keep(self, key, value) -> None:
+        self._kept[key] = (time.monotonic(), value)
+
+    def forget(self, key=None) -> None:
+        if key is None:
+            self._kept.clear()
+        else:
+            self._kept.pop(key, None)
+
+
 class CatalogEntry(models.Model):
     class Meta:
         abstract = True
@@ -182,26 +203,22 @@ class Version(CatalogEntry):
                     "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [cls.LOCK_SPACE, pk]
                 )
 
-    # Versions this process looked up by serial lately: serial -> (when, version). Every
-    # order names its robot by serial, and the catalog changes seldom: a change reaches this
-    # process at once (the signals below) and others within CHECK_AGAIN seconds, in which
-    # an order for a version renamed or deleted elsewhere is refused (see outbox.place).
-    CHECK_AGAIN = 1.0
-    _by_serial: dict[str, tuple[float, "Version"]] = {}
+    # Versions looked up by serial in this process lately. Every order names its robot by
+    # serial, and the catalog changes seldom: a change reaches this process at once (the
+    # signals below) and others within a second, in which an order for a version renamed or
+    # deleted elsewhere is refused (see outbox.place).
+    recent = Recent(seconds=1.0)
 
     @classmethod
     def by_serial(cls, serial: str) -> "Version | None":
         """The version whose serial is `serial` (MODEL-VERSION, upper case), with its model."""
-        known = cls._by_serial.get(serial)
-        if known and time.monotonic() - known[0] < cls.CHECK_AGAIN:
-            return known[1]
-        model, name = serial.split("-")
-        version = cls.objects.select_related("model").filter(model__name=model, name=name)
-        version = version.first()
+        version = cls.recent.get(serial)
         if version is None:
-            cls._by_serial.pop(serial, None)
-        else:
-            cls._by_serial[serial] = (time.monotonic(), version)
+            model, name = serial.split("-")
+            version = cls.objects.select_related("model").filter(model__name=model, name=name)
+            version = version.first()
+            if version is not None:
+                cls.recent.keep(serial, version)
         return version
 
     @property
@@ -212,7 +229,7 @@ class Version(CatalogEntry):
 @receiver([post_save, post_delete], sender=Version, dispatch_uid="robots.version_changed")
 @receiver([post_save, post_delete], sender=Model, dispatch_uid="robots.model_changed")
 def _catalog_changed(**kwargs) -> None:
-    Version._by_serial.clear()
+    Version.recent.forget()
 
 
 class RobotManager(models.Manager):
@@ -330,11 +347,10 @@ class ApiKey(models.Model):
         key.save()
         return key, key.text(secret)
 
-    # Keys checked in this process lately: id -> (when, name, digest). A production line
-    # posting all day costs the database no round trip for its key; a key revoked elsewhere
-    # stops working here within CHECK_AGAIN seconds (in this process: at once, see revoke).
-    CHECK_AGAIN = 1.0
-    _checked: dict[int, tuple[float, str, str]] = {}
+    # Keys checked in this process lately: id -> (name, digest). A production line posting
+    # all day costs the database no round trip for its key; a key revoked elsewhere stops
+    # working here within a second (in this process: at once, see revoke).
+    checked = Recent(seconds=1.0)
 
     @classmethod
     def authenticate(cls, presented: str) -> "ApiKey | None":
@@ -344,21 +360,17 @@ class ApiKey(models.Model):
         if prefix != "r4c" or not (pk.isascii() and pk.isdigit()) or not secret or len(pk) > 18:
             return None
         pk, digest = int(pk), cls._digest(secret)
-        checked = cls._checked.get(pk)
-        if not (
-            checked
-            and time.monotonic() - checked[0] < cls.CHECK_AGAIN
-            and hmac.compare_digest(checked[2], digest)
-        ):
-            checked = cls._check(pk)
-            if checked is None or not hmac.compare_digest(checked[2], digest):
+        known = cls.checked.get(pk)
+        if known is None or not hmac.compare_digest(known[1], digest):
+            known = cls._check(pk)
+            if known is None or not hmac.compare_digest(known[1], digest):
                 return None
         # from_db: as if loaded by the ORM, through Model's fast positional path.
-        return cls.from_db(None, ["id", "name", "digest"], [pk, checked[1], checked[2]])
+        return cls.from_db(None, ["id", "name", "digest"], [pk, *known])
 
     @classmethod
-    def _check(cls, pk: int) -> tuple[float, str, str] | None:
-        """Read the key from the database, if it is live, and remember it for CHECK_AGAIN s.
+    def _check(cls, pk: int) -> tuple[str, str] | None:
+        """The live key's (name, digest) from the database, remembered for a second.
 
         Plain SQL, like Robot.objects.produce: every robot comes with a key. The last use is
         written at most once a minute: a line posting every second costs no write each.
@@ -373,19 +385,19 @@ class ApiKey(models.Model):
             )
             row = cursor.fetchone()
         if row is None:
-            cls._checked.pop(pk, None)
+            cls.checked.forget(pk)
             return None
         if row[2]:
             cls.objects.filter(pk=pk).update(last_used_at=now)
-        cls._checked[pk] = checked = (time.monotonic(), row[0], row[1])
-        return checked
+        cls.checked.keep(pk, row[:2])
+        return row[:2]
 
     @classmethod
     def revoke(cls, keys: models.QuerySet["ApiKey"]) -> int:
-        """Revoke live `keys`: this process refuses them at once, others within CHECK_AGAIN."""
+        """Revoke live `keys`: this process refuses them at once, others within a second."""
         pks = list(keys.filter(revoked_at__isnull=True).values_list("pk", flat=True))
         for pk in pks:
-            cls._checked.pop(pk, None)
+            cls.checked.forget(pk)
         return cls.objects.filter(pk__in=pks).update(revoked_at=timezone.now())
 
 
