@@ -32,9 +32,9 @@ def normalize_address(raw: str) -> tuple[str, str]:
     return valid.normalized, valid.ascii_email.lower()
 
 
-def _datetime(value):
-    """A timestamp that raw SQL returned, aware: SQLite gives its stored text or a naive
-    datetime, PostgreSQL an aware datetime."""
+def from_raw_sql(value):
+    """A timestamp that raw SQL returned, aware (or None): SQLite gives its stored text or a
+    naive datetime, PostgreSQL an aware datetime."""
     if connection.vendor == "sqlite":
         return connection.ops.convert_datetimefield_value(value, None, connection)
     return value
@@ -121,7 +121,7 @@ class Customer(models.Model):
                 [email, key, mailbox, at],
             )
             pk, email, mailbox, created_at = cursor.fetchone()
-        created_at = _datetime(created_at)
+        created_at = from_raw_sql(created_at)
         new = created_at == now  # created by this statement: it bears this very moment
         fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
         return cls.from_db(None, fields, [pk, email, key, mailbox, created_at, None]), new

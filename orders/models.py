@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, models
 from django.utils import timezone
 
-from customers.models import Customer
+from customers.models import Customer, from_raw_sql
 from robots.models import Robot, Version
 
 
@@ -371,16 +371,9 @@ def demand(now=None) -> list[dict]:
         {
             "robot_serial": serial,
             "waiting": count,
-            "oldest": _aware(oldest),
+            "oldest": from_raw_sql(oldest),
             "notified_week": notified,
             "in_stock": bool(in_stock),
         }
         for serial, count, oldest, notified, in_stock in rows
     ]
-
-
-def _aware(value) -> datetime | None:
-    # From raw SQL: SQLite gives its stored text (UTC), PostgreSQL an aware datetime.
-    if value is None or isinstance(value, datetime) and timezone.is_aware(value):
-        return value
-    return timezone.make_aware(Order._meta.get_field("placed_at").to_python(value), UTC)

@@ -10,6 +10,7 @@ threads of a process so write in the order they came, and only writers of other 
 """
 
 import threading
+from contextlib import contextmanager
 
 from django.db.backends.sqlite3 import base
 
@@ -74,19 +75,23 @@ class Cursor(base.SQLiteCursorWrapper):
     database: DatabaseWrapper
 
     def execute(self, query, params=None):
-        if self.database._holding is not None or query.lstrip()[:6].upper() == "SELECT":
+        if query.lstrip()[:6].upper() == "SELECT":
             return super().execute(query, params)
-        self.database.take_write_lock()  # a write outside a transaction: for its statement
-        try:
+        with self._writing():
             return super().execute(query, params)
-        finally:
-            self.database.release_write_lock()
 
     def executemany(self, query, param_list):
-        if self.database._holding is not None:
+        with self._writing():
             return super().executemany(query, param_list)
+
+    @contextmanager
+    def _writing(self):
+        """A write outside a transaction holds this process's lock for its statement."""
+        if self.database._holding is not None:  # a transaction's, until it ends
+            yield
+            return
         self.database.take_write_lock()
         try:
-            return super().executemany(query, param_list)
+            yield
         finally:
             self.database.release_write_lock()
