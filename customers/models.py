@@ -1,4 +1,5 @@
 import unicodedata
+from datetime import datetime
 
 import idna
 from django.contrib.admin.models import LogEntry
@@ -6,7 +7,6 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.dispatch import Signal
-from django.utils import timezone
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -98,33 +98,26 @@ class Customer(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
-    def for_address(cls, raw: str) -> tuple["Customer", bool]:
-        """The customer of this mailbox, placing an order, and whether it is new (created
-        now). Raises ValidationError if the address is invalid.
+    def upsert(cls, raw: str, now: datetime) -> tuple[str, dict]:
+        """The statement that makes the mailbox of `raw` a customer placing an order at `now`,
+        created if new, and its parameters: `email`, `key` (its email_key), `inbox`, `now`.
+        Raises ValidationError if the address is invalid.
 
         A fresh, explicit request: an address that had stopped mail wants it again. One
-        statement, new address or known: an upsert that returns the stored row, so that two
-        first orders racing for one address are no error (which PostgreSQL would log,
-        address and all). A known row is locked until the transaction ends, in the mode
-        that lets others' foreign keys to it be checked meanwhile (no key column is set).
+        statement, new address or known, so that two first orders racing for one address
+        are no error (which PostgreSQL would log, address and all). A known row is locked
+        until the transaction ends, in the mode that lets others' foreign keys to it be
+        checked meanwhile (no key column is set).
         """
         email, key = normalize_address(raw)
-        mailbox, now = inbox(email), timezone.now()
-        at = connection.ops.adapt_datetimefield_value(now)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO "{cls._meta.db_table}" '
-                "(email, email_key, inbox, created_at, mail_stopped_at) "
-                "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (email_key) "
-                "DO UPDATE SET mail_stopped_at = NULL "
-                "RETURNING id, email, inbox, created_at",
-                [email, key, mailbox, at],
-            )
-            pk, email, mailbox, created_at = cursor.fetchone()
-        created_at = from_raw_sql(created_at)
-        new = created_at == now  # created by this statement: it bears this very moment
-        fields = ["id", "email", "email_key", "inbox", "created_at", "mail_stopped_at"]
-        return cls.from_db(None, fields, [pk, email, key, mailbox, created_at, None]), new
+        statement = (
+            f'INSERT INTO "{cls._meta.db_table}" '
+            "(email, email_key, inbox, created_at, mail_stopped_at) "
+            "VALUES (%(email)s, %(key)s, %(inbox)s, %(now)s, NULL) ON CONFLICT (email_key) "
+            "DO UPDATE SET mail_stopped_at = NULL"
+        )
+        now = connection.ops.adapt_datetimefield_value(now)
+        return statement, {"email": email, "key": key, "inbox": inbox(email), "now": now}
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

@@ -38,6 +38,7 @@ the installed trigger back and checks them.
 
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,11 +46,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.expressions import RawSQL
 from django.dispatch import receiver
 from django.utils import timezone
 
-from customers.models import Customer, customer_forgotten, inbox
+from customers.models import Customer, customer_forgotten, from_raw_sql, inbox
 from orders.models import (
     Arrival,
     Attempt,
@@ -102,113 +102,107 @@ def place(email: str, version: Version) -> Placing:
 
 
 def _place(email: str, version: Version) -> Placing:
-    with transaction.atomic():
-        customer, new = Customer.for_address(email)  # which lifts a stop
-        # The version lock orders this placing against a robot of the serial being inserted
-        # (which takes it shared): either we see the robot, or its trigger sees our order.
-        # Taken as late as it can be: placings for one serial queue on it until commit.
-        Version.lock(version.pk)
-        # A new customer has no order yet.
-        order = None if new else _renewed(customer, version)
-        if order is None:
-            order, in_stock = _insert(customer, version)
-            return Placing(order, True, in_stock)
-        in_stock, capped = bool(order.in_stock), order.sent_today >= settings.NOTICE_DAILY_CAP
-        now = timezone.now()
-        if order.state in PENDING:
-            # That notice answers this placing too; one that waits to retry is tried now.
-            if Order.objects.filter(pk=order.pk, state=State.DUE).update(next_attempt_at=now):
-                wake_worker()
-            return Placing(order, False, in_stock)
-        recent = order.notified_at and now - order.notified_at < _repeat_after()
-        state = State.DUE if in_stock and not recent and not capped else State.WAITING
-        Order.objects.filter(pk=order.pk).update(
-            state=state,
-            attempts=0,
-            next_attempt_at=now,
-            due_at=now,
-            last_error="",
-            placed_at=now,
-        )
-        order.state, order.placed_at = state, now
-        return Placing(order, False, in_stock, order.notified_at if recent else None)
-
-
-def _stock_terms(customer: Customer, version: Version) -> tuple[str, list, str, list]:
-    """SQL, and its parameters, for: is a robot of the version produced? and how many
-    notices for it has the customer's inbox had today, under whichever of its addresses
-    (ann+1@x and ann+2@x are one)? Read after the version's lock, so that a robot just
-    committed is seen."""
-    robots, orders, customers = (m._meta.db_table for m in (Robot, Order, Customer))
-    today = connection.ops.adapt_datefield_value(timezone.localdate())
-    return (
-        f'EXISTS (SELECT 1 FROM "{robots}" WHERE version_id = %s)',
-        [version.pk],
-        (
-            f'(SELECT COALESCE(SUM(o.sent_that_day), 0) FROM "{orders}" o '
-            f'JOIN "{customers}" c ON c.id = o.customer_id '
-            "WHERE c.inbox = %s AND o.version_id = %s AND o.sent_on = %s)"
-        ),
-        [customer.inbox, version.pk, today],
-    )
-
-
-def _renewed(customer: Customer, version: Version) -> Order | None:
-    """The customer's order for the version, locked, with `in_stock` and `sent_today` read
-    after the version's lock (see _stock_terms): one query. Only the order's row is locked."""
-    stocked, stocked_params, sent, sent_params = _stock_terms(customer, version)
-    order = (
-        Order.objects.select_for_update()
-        .filter(customer=customer, version=version)
-        .annotate(in_stock=RawSQL(stocked, stocked_params), sent_today=RawSQL(sent, sent_params))
-        .first()
-    )
-    if order is not None:
-        order.customer, order.version = customer, version
-    return order
-
-
-# What _insert writes, in its order; the other columns are null.
-INSERTED = [
-    "id", "customer_id", "version_id", "robot_serial", "placed_at", "created_at", "state",
-    "attempts", "next_attempt_at", "due_at", "last_error", "sent_that_day",
-]  # fmt: skip
-
-
-def _insert(customer: Customer, version: Version) -> tuple[Order, bool]:
-    """A new order of the customer for the version, due if a robot is in stock and the daily
-    cap allows, else waiting, and whether it is in stock: one INSERT that reads the stock.
-    A due one wakes the worker from the database (migration 0015)."""
-    stocked, stocked_params, sent, sent_params = _stock_terms(customer, version)
     now = timezone.now()
-    at = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{Order._meta.db_table}" ({", ".join(INSERTED[1:])}) VALUES '
-            f"(%s, %s, %s, %s, %s, CASE WHEN {stocked} AND {sent} < %s THEN %s ELSE %s END, "
-            f"0, %s, %s, '', 0) RETURNING id, state, {stocked}",
-            [customer.pk, version.pk, version.serial, at, at, *stocked_params, *sent_params,
-             settings.NOTICE_DAILY_CAP, State.DUE, State.WAITING, at, at, *stocked_params],
-        )  # fmt: skip
-        pk, state, in_stock = cursor.fetchone()
-    values = [pk, customer.pk, version.pk, version.serial, now, now, state, 0, now, now, "", 0]
-    order = Order.from_db(None, INSERTED, values)
-    order.customer, order.version = customer, version
-    return order, bool(in_stock)
+    customer, params = Customer.upsert(email, now)  # which lifts a stop
+    params |= {
+        "version": version.pk,
+        "serial": version.serial,
+        "today": connection.ops.adapt_datefield_value(timezone.localdate()),
+        "repeat_after": connection.ops.adapt_datetimefield_value(now - _repeat_after()),
+        "cap": settings.NOTICE_DAILY_CAP,
+    }
+    # The version lock orders this placing against a robot of the serial being inserted
+    # (which takes it shared): either the order's statement, after it, sees the robot, or
+    # the robot's trigger sees the order. Placings for one serial queue on it until commit.
+    lock = [Version.LOCK] if connection.vendor == "postgresql" else []
+    row = _in_one_transaction([customer, *lock, UPSERT], params)
+    pk, customer_id, state, placed_at, created_at, notified_at, in_stock = row
+    placed_at, created_at, notified_at = map(from_raw_sql, (placed_at, created_at, notified_at))
+    # In the model's order of fields, as from_db takes them; the others are loaded if read.
+    fields = ["id", "customer_id", "version_id", "robot_serial", "placed_at", "created_at",
+              "state", "notified_at"]  # fmt: skip
+    values = [pk, customer_id, version.pk, version.serial, placed_at, created_at, state,
+              notified_at]  # fmt: skip
+    order = Order.from_db(None, fields, values)
+    order.version = version
+    # The statement's own moment tells what it did: created the order, or placed it anew
+    # (which a recent mail answers already), or neither (its notice is on its way).
+    created, renewed = created_at == now, placed_at == now
+    recent = renewed and notified_at and now - notified_at < _repeat_after()
+    return Placing(order, created, bool(in_stock), notified_at if recent else None)
+
+
+def _in_one_transaction(statements: list[str], params: dict) -> tuple:
+    """Run the statements, which share their named parameters, as one transaction (or a
+    savepoint of the caller's): the last one's row.
+
+    On PostgreSQL in one round trip: the statements of one query string run as one
+    transaction, each with a snapshot of its own (so that one sees what a transaction that
+    committed while it waited for a lock wrote), and the locks they take are held until its
+    end, without waiting for this process in between. SQLite is in the process.
+    """
+    if connection.vendor == "postgresql":
+        with (
+            transaction.atomic() if connection.in_atomic_block else nullcontext(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(";\n".join(statements), params)
+            for _ in statements[1:]:
+                cursor.nextset()
+            return cursor.fetchone()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement, params)
+        return cursor.fetchone()
+
+
+# A new order is due if a robot is in stock and the inbox's notices for the serial today
+# are under the daily cap, else waiting. An order placed again while its notice is due or
+# being sent is left alone (but one waiting to retry is tried now); else it is placed anew,
+# due as a new one, but waiting if a notice answered it less than NOTICE_REPEAT_HOURS ago.
+# The stock and the cap are read by the statement, after the version's lock, so that a
+# robot just committed is seen; on PostgreSQL a due order wakes the worker from its trigger
+# (migrations 0015, 0017). The row of an order placed again stays locked until commit.
+UPSERT = """
+INSERT INTO "{orders}" AS o (customer_id, version_id, robot_serial, placed_at, created_at,
+    state, attempts, next_attempt_at, due_at, last_error, sent_that_day)
+SELECT (SELECT id FROM "{customers}" WHERE email_key = %(key)s), %(version)s, %(serial)s,
+    %(now)s, %(now)s,
+    CASE WHEN {in_stock} AND {sent_today} < %(cap)s THEN '{due}' ELSE '{waiting}' END,
+    0, %(now)s, %(now)s, '', 0
+WHERE TRUE  -- for SQLite: what follows is the upsert's, not the SELECT's
+ON CONFLICT (customer_id, version_id) DO UPDATE SET
+    state = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.state
+        WHEN excluded.state = '{due}'
+            AND (o.notified_at IS NULL OR o.notified_at <= %(repeat_after)s) THEN '{due}'
+        ELSE '{waiting}' END,
+    next_attempt_at = CASE WHEN o.state = '{sending}'
+        OR o.state = '{due}' AND o.next_attempt_at < %(now)s THEN o.next_attempt_at
+        ELSE %(now)s END,
+    attempts = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.attempts ELSE 0 END,
+    due_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.due_at ELSE %(now)s END,
+    last_error = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.last_error ELSE '' END,
+    placed_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.placed_at ELSE %(now)s END
+RETURNING id, customer_id, state, placed_at, created_at, notified_at, {in_stock}
+""".format(
+    orders=Order._meta.db_table,
+    customers=Customer._meta.db_table,
+    # Is a robot of the version produced? How many notices for it has the customer's inbox
+    # had today, under whichever of its addresses (ann+1@x and ann+2@x are one)?
+    in_stock=f'EXISTS (SELECT 1 FROM "{Robot._meta.db_table}" WHERE version_id = %(version)s)',
+    sent_today=(
+        f'(SELECT COALESCE(SUM(s.sent_that_day), 0) FROM "{Order._meta.db_table}" s '
+        f'JOIN "{Customer._meta.db_table}" c ON c.id = s.customer_id '
+        "WHERE c.inbox = %(inbox)s AND s.version_id = %(version)s AND s.sent_on = %(today)s)"
+    ),
+    due=State.DUE,
+    sending=State.SENDING,
+    waiting=State.WAITING,
+)
 
 
 def _repeat_after() -> timedelta:
     return timedelta(hours=settings.NOTICE_REPEAT_HOURS)
-
-
-def wake_worker() -> None:
-    """Tell a waiting worker that notices may be due (PostgreSQL; sent at commit).
-
-    On SQLite the worker polls instead: an indexed read every 0.1 s.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {CHANNEL}")
 
 
 def stop(customer_id: int) -> int:

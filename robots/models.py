@@ -186,22 +186,12 @@ class Version(CatalogEntry):
         produced = Robot.objects.filter(version=models.OuterRef("pk"))
         return cls.objects.select_related("model").annotate(in_stock=models.Exists(produced))
 
-    # The version lock's key, (LOCK_SPACE, version id), in PostgreSQL's lock manager: every
-    # robot write takes it shared, in the check trigger of orders migration 0016.
-    LOCK_SPACE = 7431
-
-    @classmethod
-    def lock(cls, pk: int) -> None:
-        """Lock the version against robots of it being written, until the transaction ends:
-        one in flight commits first, and later ones wait for this transaction.
-
-        PostgreSQL; SQLite serialises every write transaction anyway.
-        """
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [cls.LOCK_SPACE, pk]
-                )
+    # The version lock, on PostgreSQL (SQLite serialises every write transaction anyway):
+    # locks the version %(version)s against robots of it being written, until the
+    # transaction ends: one in flight commits first, and later ones wait for this
+    # transaction. Its key, (7431, version id), is in PostgreSQL's lock manager: every robot
+    # write takes it shared, in the check trigger of orders migration 0016.
+    LOCK = "SELECT pg_advisory_xact_lock(7431, %(version)s::integer)"
 
     # Versions looked up by serial in this process lately. Every order names its robot by
     # serial, and the catalog changes seldom: a change reaches this process at once (the
@@ -301,7 +291,7 @@ class Robot(models.Model):
         if self.version.model_id != self.model_id:
             raise ValueError(f"{self.version} is not a version of {self.model}.")
         self.serial = self.version.serial
-        # The database locks the version (shared) for the INSERT: see Version.lock.
+        # The database locks the version (shared) for the INSERT: see Version.LOCK.
         super().save(*args, **kwargs)
 
 

@@ -8,7 +8,7 @@ write already runs (migration 0013) first takes a shared advisory lock on the ve
 placing an order takes it exclusively, and so does a statement that may rename a version or
 a model, for every version, before it locks any row (its row triggers then see every robot
 committed). Transaction-scoped, released at commit. Key: (7431, version id), as in
-`Version.lock`. PostgreSQL only: SQLite serialises every write transaction anyway.
+`Version.LOCK`. PostgreSQL only: SQLite serialises every write transaction anyway.
 """
 
 from django.db import migrations

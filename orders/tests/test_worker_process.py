@@ -263,6 +263,27 @@ class WorkerProcessTests(TransactionTestCase):
         self.assertEqual(server.recipients(), [])
         self.assertEqual(Order.objects.get(robot_serial="R2-A1").state, "stopped")
 
+    def test_an_order_placed_again_while_its_notice_waits_to_retry_is_mailed_at_once(self):
+        produce("R2-D2")
+        order = {"email": "ann@example.com", "robot-serial": "R2-D2"}
+        self.assertEqual(Client().post("/create_order/", order).status_code, 201)
+        with smtp_server() as server:
+            server.temporary_failures = 1
+            worker = self.start_worker(server.port)
+            self.assertTrue(wait_for(lambda: Order.objects.get().attempts == 1))
+            waiting = Order.objects.get()
+            self.assertEqual(waiting.state, "due")
+            self.assertGreater(waiting.next_attempt_at, timezone.now())  # 30 s from now
+
+            # Ann, who saw no mail, asks again: the worker hears of it and tries at once.
+            self.assertEqual(Client().post("/create_order/", order).status_code, 200)
+            self.assertTrue(wait_for(lambda: server.messages, seconds=5))
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+
+        self.assertEqual(server.recipients(), ["ann@example.com"])
+        self.assertEqual(Order.objects.get().state, "sent")
+
     @skipUnless(connection.vendor == "postgresql", "refusing connections is PostgreSQL's")
     def test_a_database_that_refuses_connections_for_8_s_mid_batch_doubles_nothing(self):
         emails = [f"customer{i:03}@example.com" for i in range(100)]
