@@ -59,8 +59,6 @@ run: $(VENV)/.runtime $(MESSAGES)
 # .serve-$(PORT)/; and the mail worker. For a reverse proxy that terminates TLS. Settings come
 # from the environment or .env (DEBUG off; see .env.example). Ctrl-C or SIGTERM stops all three.
 HOST ?= 127.0.0.1
-WEB_WORKERS ?= 2
-WEB_THREADS ?= 8
 RUN = $(CURDIR)/.serve-$(PORT)
 NGINX ?= $(firstword $(shell command -v nginx) /usr/sbin/nginx)
 serve: export DEBUG = false
@@ -81,7 +79,7 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@$(PY) manage.py send_notices & pids=$$!; \
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
-		--worker-class gthread --workers $(WEB_WORKERS) --threads $(WEB_THREADS) --no-control-socket \
+		--no-control-socket \
 		--access-logfile - --graceful-timeout 20 & pids="$$pids $$!"; \
 	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr & pids="$$pids $$!"; \
 	$(call supervise,rm -rf "$(RUN)")
