@@ -27,10 +27,11 @@ notice answers) change only through these transitions:
     failed
     any        (gone)    forget: the customer is forgotten
 
-Placing again while the notice is due or being sent changes nothing: that notice answers
-the new placing too, so that a double click mails once. A sending row whose lease ran out
-counts as due. Every write that can meet a worker is one conditional UPDATE (on the claim,
-or on the state it saw); placing locks the order's row for its short transaction.
+Placing again while the notice is due or being sent changes nothing (but one that waits to
+retry is tried now): that notice answers the new placing too, so that a double click mails
+once. A sending row whose lease ran out counts as due. Every write that can meet a worker
+is one conditional UPDATE (on the claim, or on the state it saw), or placing's upsert,
+which locks the order's row for its short transaction.
 
 The arrival trigger (migration 0007, then 0010) reads `WAITING` and `CHANNEL`; a test reads
 the installed trigger back and checks them.
@@ -103,7 +104,7 @@ def place(email: str, version: Version) -> Placing:
 
 def _place(email: str, version: Version) -> Placing:
     now = timezone.now()
-    customer, params = Customer.upsert(email, now)  # which lifts a stop
+    customer_upsert, params = Customer.upsert(email, now)  # which lifts a stop
     params |= {
         "version": version.pk,
         "serial": version.serial,
@@ -115,7 +116,7 @@ def _place(email: str, version: Version) -> Placing:
     # (which takes it shared): either the order's statement, after it, sees the robot, or
     # the robot's trigger sees the order. Placings for one serial queue on it until commit.
     lock = [Version.LOCK] if connection.vendor == "postgresql" else []
-    row = _in_one_transaction([customer, *lock, UPSERT], params)
+    row = _in_one_transaction([customer_upsert, *lock, UPSERT], params)
     pk, customer_id, state, placed_at, created_at, notified_at, in_stock = row
     placed_at, created_at, notified_at = map(from_raw_sql, (placed_at, created_at, notified_at))
     # In the model's order of fields, as from_db takes them; the others are loaded if read.
