@@ -3,15 +3,16 @@ import json
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from R4C.http import allow_methods, form_problem, in_english, max_body, problem
+from R4C.http import allow_methods, in_english, max_body, problem
 from robots.access import require_key
-from robots.forms import CREATED_FORMAT, RobotForm
+from robots.forms import CREATED_FORMAT, clean_robot
 from robots.models import IdempotentAnswer, Robot
 from robots.utils import (
     count_by_serial,
@@ -63,16 +64,17 @@ def add_robot(request: HttpRequest) -> JsonResponse:
     if errors:
         return problem(400, "The robot has missing, unknown or mistyped fields.", errors)
 
-    form = RobotForm(data)
-    if not form.is_valid():
-        return form_problem(form, "The robot is not valid.")
+    try:
+        reported = clean_robot(data)
+    except ValidationError as error:
+        return problem(400, "The robot is not valid.", error.message_dict)
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        robot = _produce(form)
+        robot = _produce(reported)
         if robot is None:
-            return _not_in_catalog(form)
+            return _not_in_catalog(reported)
         return JsonResponse(robot_json(robot), status=201)
-    return _add_robot_once(request, form, key)
+    return _add_robot_once(request, reported, key)
 
 
 class RepeatedKey(ValueError):
@@ -88,18 +90,17 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return data
 
 
-def _produce(form: RobotForm) -> Robot | None:
-    data = form.cleaned_data
-    return Robot.objects.produce(data["model"], data["version"], data["created"])
+def _produce(reported: dict) -> Robot | None:
+    return Robot.objects.produce(reported["model"], reported["version"], reported["created"])
 
 
-def _not_in_catalog(form: RobotForm) -> JsonResponse:
-    model, version = form.cleaned_data["model"], form.cleaned_data["version"]
-    form.add_error("version", f"The catalog has no version {version} of model {model}.")
-    return form_problem(form, "The robot is not valid.")
+def _not_in_catalog(reported: dict) -> JsonResponse:
+    model, version = reported["model"], reported["version"]
+    missing = f"The catalog has no version {version} of model {model}."
+    return problem(400, "The robot is not valid.", {"version": [missing]})
 
 
-def _add_robot_once(request: HttpRequest, form: RobotForm, key: str) -> JsonResponse:
+def _add_robot_once(request: HttpRequest, reported: dict, key: str) -> JsonResponse:
     """The same Idempotency-Key and body within a day: the first answer again, no new robot.
 
     A copy that comes while the first is being processed waits for it (the unique key's
@@ -114,9 +115,9 @@ def _add_robot_once(request: HttpRequest, form: RobotForm, key: str) -> JsonResp
         with transaction.atomic():
             earlier = IdempotentAnswer.earlier(scope, key)
             if earlier is None:
-                robot = _produce(form)
+                robot = _produce(reported)
                 if robot is None:
-                    return _not_in_catalog(form)
+                    return _not_in_catalog(reported)
                 response = JsonResponse(robot_json(robot), status=201)
                 IdempotentAnswer.keep(scope, key, digest, response)
                 return response
