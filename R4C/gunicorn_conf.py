@@ -2,17 +2,10 @@
 R4C's LOGGING."""
 
 import copy
-import os
 
-from R4C.settings import DATABASES, LOGGING
+from R4C.settings import LOGGING, WEB_THREADS, WEB_WORKERS
 
-# Threads that wait on the database release the GIL. On SQLite one process: its threads take
-# turns for the database's one write lock (R4C/sqlite3), where the threads of two processes
-# would meet in SQLite's own sleep-and-retry loop and a request could wait a second for it.
-worker_class = "gthread"
-sqlite = DATABASES["default"]["ENGINE"] == "R4C.sqlite3"
-workers = int(os.environ.get("WEB_WORKERS") or (1 if sqlite else 2))
-threads = int(os.environ.get("WEB_THREADS") or 8)
+worker_class, workers, threads = "gthread", WEB_WORKERS, WEB_THREADS
 
 # A copy: logging.config.dictConfig consumes the dict it is given, and Django configures
 # each worker process from LOGGING after gunicorn has configured the master from this.

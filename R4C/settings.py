@@ -213,6 +213,18 @@ DATABASES = {
     "default": _database(env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
 
+# make serve's gunicorn (R4C/gunicorn_conf.py): processes, and threads in each. On SQLite one
+# process: its threads take turns for the database's one write lock (R4C/sqlite3), where the
+# threads of two processes would meet in SQLite's own sleep-and-retry loop and a request
+# could wait a second for it.
+WEB_WORKERS = env_number(
+    "WEB_WORKERS",
+    1 if DATABASES["default"]["ENGINE"] == "R4C.sqlite3" else 2,
+    minimum=1,
+    maximum=64,
+)
+WEB_THREADS = env_number("WEB_THREADS", 8, minimum=1, maximum=256)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

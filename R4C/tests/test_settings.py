@@ -96,6 +96,8 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"BOUNCE_ADDRESS": "bounces"}, ["BOUNCE_ADDRESS"]),
         ({"BOUNCE_ADDRESS": "bounces+x@r4c.example.com"}, ["BOUNCE_ADDRESS"]),
         ({"BOUNCE_ADDRESS": "R4C <bounces@r4c.example.com>"}, ["BOUNCE_ADDRESS"]),
+        ({"WEB_WORKERS": "0"}, ["WEB_WORKERS"]),
+        ({"WEB_THREADS": "many"}, ["WEB_THREADS"]),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(monkeypatch, env, named):
@@ -103,6 +105,13 @@ def test_a_bad_setting_stops_start_up_naming_it(monkeypatch, env, named):
         read_settings(monkeypatch, **env)
     for name in named:
         assert name in str(refused.value)
+
+
+def test_make_serve_runs_one_web_process_on_sqlite_and_two_on_postgresql(monkeypatch):
+    sqlite = read_settings(monkeypatch)
+    postgresql = read_settings(monkeypatch, DATABASE_URL="postgres://r4c@db.example.com/r4c")
+    assert (sqlite["WEB_WORKERS"], postgresql["WEB_WORKERS"]) == (1, 2)
+    assert read_settings(monkeypatch, WEB_WORKERS="3")["WEB_WORKERS"] == 3
 
 
 def deploy_check(values: dict) -> None:
