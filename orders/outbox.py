@@ -93,16 +93,6 @@ def place(email: str, version: Version) -> Placing:
     when one is produced. Raises ValidationError for an address that is not one mailbox, and
     for a version renamed or deleted since this process looked it up (Version.by_serial).
     """
-    try:
-        return _place(email, version)
-    except IntegrityError:
-        # The only write of a placing that a valid order can break: the order's serial or
-        # version is no longer the catalog's.
-        Version.recent.forget(version.serial)
-        raise ValidationError(f"The catalog has no robot {version.serial}.") from None
-
-
-def _place(email: str, version: Version) -> Placing:
     now = timezone.now()
     customer_upsert, params = Customer.upsert(email, now)  # which lifts a stop
     params |= {
@@ -116,7 +106,13 @@ def _place(email: str, version: Version) -> Placing:
     # (which takes it shared): either the order's statement, after it, sees the robot, or
     # the robot's trigger sees the order. Placings for one serial queue on it until commit.
     lock = [Version.LOCK] if connection.vendor == "postgresql" else []
-    row = _in_one_transaction([customer_upsert, *lock, UPSERT], params)
+    try:
+        row = _in_one_transaction([customer_upsert, *lock, UPSERT], params)
+    except IntegrityError:
+        # The only write of a placing that a valid order can break: the order's serial or
+        # version is no longer the catalog's.
+        Version.recent.forget(version.serial)
+        raise ValidationError(f"The catalog has no robot {version.serial}.") from None
     pk, customer_id, state, placed_at, created_at, notified_at, in_stock = row
     placed_at, created_at, notified_at = map(from_raw_sql, (placed_at, created_at, notified_at))
     # In the model's order of fields, as from_db takes them; the others are loaded if read.
