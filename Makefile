@@ -41,6 +41,9 @@ trap 'exit 0' INT TERM HUP; \
 wait -n $$pids
 endef
 
+# The mail worker, started again whenever it ends: the web beside it never stops for it.
+KEEP_WORKER = deploy/keep-running "notice worker" $(PY) manage.py send_notices
+
 # The web server on http://127.0.0.1:$(PORT) and the mail worker beside it, with development
 # settings and a demo catalog. Ctrl-C stops both.
 run: export DEBUG = true
@@ -49,7 +52,7 @@ run: $(VENV)/.runtime $(MESSAGES)
 	@$(PY) manage.py check_serving
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_catalog
-	@$(PY) manage.py send_notices & pids=$$!; \
+	@$(KEEP_WORKER) & pids=$$!; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT) & pids="$$pids $$!"; \
 	$(call supervise,)
 
@@ -77,7 +80,7 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	@[ "$$(id -u)" != 0 ] || sed -i '1i user root;' "$(RUN)/nginx.conf"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@$(PY) manage.py send_notices & pids=$$!; \
+	@$(KEEP_WORKER) & pids=$$!; \
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--no-control-socket \
 		--access-logfile - --graceful-timeout 20 & pids="$$pids $$!"; \

@@ -329,9 +329,11 @@ if BOUNCE_ADDRESS and (
         "+tag, e.g. bounces@r4c.example.com."
     )
 
-# How long notices claimed by a worker stay its own without word from it; past that, a
-# dead worker's notices are taken over. A live worker renews it during every exchange.
-NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 300, kind=float, minimum=1)
+# How long notices claimed by a worker stay its own without word from it: a live worker
+# renews its claims every third of it (its beat), so a claim is taken over after three
+# missed beats, within seconds of a worker's death. Longer only where a worker's database
+# may be out of reach longer than that while another's is not.
+NOTICE_LEASE_SECONDS = env_number("NOTICE_LEASE_SECONDS", 15, kind=float, minimum=1)
 # A placing for a robot in stock mails at once, unless the address was mailed for that
 # serial less than this many hours ago: then it waits for the next robot.
 NOTICE_REPEAT_HOURS = env_number("NOTICE_REPEAT_HOURS", 24, kind=float, minimum=0, maximum=8760)

@@ -1,6 +1,7 @@
 """`make run` and `make serve` start cleanly or say in one line why not, and stop cleanly."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -101,6 +102,28 @@ class MakeTests(SimpleTestCase):
                     self.assertFalse(answers(port))
                     output = log.read_text()
                     self.assertNotRegex(output, r"Error 1[0-9]{2}", output)
+
+    def test_a_worker_that_dies_at_once_is_started_again_ever_later_and_the_site_stays_up(self):
+        # Loaded by every Python of the service at start-up: the worker exits with status 3.
+        folder = Path(tempfile.mkdtemp())
+        (folder / "sitecustomize.py").write_text(
+            "import os, sys\nif 'send_notices' in sys.argv:\n    os._exit(3)\n"
+        )
+        restarts = re.compile(r"notice worker exited with status 3; .* in (\d+) s")
+        for target in ("run", "serve"):
+            with self.subTest(target=target):
+                process, port, log = start(target, PYTHONPATH=str(folder))
+                self.addCleanup(self.finish, process)
+                self.assertTrue(wait_for(lambda port=port: answers(port), 90), log.read_text())
+                self.assertTrue(
+                    wait_for(lambda log=log: len(restarts.findall(log.read_text())) >= 4, 30)
+                )
+                self.assertTrue(answers(port))
+                pauses = [int(p) for p in restarts.findall(log.read_text())]
+                self.assertEqual(pauses[:4], [1, 2, 4, 8])  # growing, up to 60 s
+                process.send_signal(signal.SIGTERM)  # heard during a pause too
+                self.assertTrue(wait_for(lambda p=process: not group_alive(p), 30))
+                self.assertNotRegex(log.read_text(), r"Error 1[0-9]{2}")
 
     def test_ctrl_c_stops_make_serve_with_no_error(self):
         process, port, log = start("serve")

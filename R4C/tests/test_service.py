@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import skipUnless
@@ -32,11 +33,11 @@ from django.test import TransactionTestCase
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from orders.models import Order
+from orders.models import Order, Worker
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.test_metrics import samples
 from R4C.tests.test_openapi import schemathesis
-from R4C.tests.world import database_url, environment, wait_for
+from R4C.tests.world import catalog, database_url, environment, place, produce, wait_for
 from robots.models import ApiKey, Model, Robot, Version
 
 pytestmark = pytest.mark.slow
@@ -132,6 +133,20 @@ class Service:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def worker_pids(self) -> list[int]:
+        """The mail worker's process in this service (not the script that keeps it running)."""
+        pids = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv = cmdline.read_bytes().split(b"\0")
+                pid = int(cmdline.parent.name)
+                mine = os.getpgid(pid) == self.process.pid
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if mine and b"send_notices" in argv and b"keep-running" not in argv[1]:
+                pids.append(pid)
+        return pids
 
     def ready(self) -> bool:
         try:
@@ -497,6 +512,57 @@ class ServiceTests(TransactionTestCase):
                 + f"{len(body):x}\r\n{body}\r\n0\r\n\r\n".encode()
             )
             self.assertTrue(sock.recv(1000).startswith(b"HTTP/1.1 411"))
+
+    def test_a_worker_killed_mid_batch_is_replaced_its_claims_come_back_and_the_site_answers(
+        self,
+    ):
+        catalog()
+        emails = [f"customer{i:02}@example.com" for i in range(40)]
+        place("R2-D2", *emails)
+        [worker] = self.services[0].worker_pids()
+        killed = []
+
+        def kill_after_the_fifth(accepted: int):
+            if accepted == 5 and not killed:
+                os.kill(worker, signal.SIGKILL)
+                killed.append(time.monotonic())
+
+        self.mailbox.delay = 0.3
+        self.mailbox.on_accept = kill_after_the_fifth
+        self.addCleanup(setattr, self.mailbox, "delay", 0)
+        self.addCleanup(setattr, self.mailbox, "on_accept", None)
+        produce("R2-D2")
+        self.assertTrue(wait_for(lambda: bool(killed), 30))
+        health = []  # /healthz every half second for 20 s after the kill
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            polled = pool.submit(
+                lambda: [
+                    health.append(call(self.a, "GET", "/healthz")[0]) or time.sleep(0.5)
+                    for _ in range(40)
+                ]
+            )
+            # Its claims come back within 30 s of the kill: a killed worker beats no more.
+            self.assertTrue(wait_for(lambda: set(self.mailbox.recipients()) == set(emails), 30))
+            accepted_after = time.monotonic() - killed[0]
+            polled.result()
+        self.assertEqual(health, [200] * 40)
+        self.assertEqual(set(self.mailbox.recipients()), set(emails))
+        counts = Counter(self.mailbox.recipients())
+        for email in [e for e, n in counts.items() if n > 1]:  # at most what was in flight
+            ids = {m["Message-ID"] for [to], m in self.mailbox.messages if to == email}
+            self.assertEqual(len(ids), 1)
+        self.assertLessEqual(sum(n - 1 for n in counts.values()), 4)  # NOTICE_CONNECTIONS
+        print(f"the killed worker's notices were all accepted {accepted_after:.1f} s after")
+
+        # A new worker took its place, and beats.
+        [new] = self.services[0].worker_pids()
+        self.assertNotEqual(new, worker)
+        self.assertIn("the notice worker was killed by SIGKILL", self.services[0].output())
+        self.assertTrue(
+            wait_for(lambda: Worker.objects.filter(name__endswith=f":{new}").exists(), 10)
+        )
+        self.assertEqual(order(self.a, "later@example.com", "R2-D2")[0], 201)
+        self.assertTrue(wait_for(lambda: "later@example.com" in self.mailbox.recipients(), 10))
 
     @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
     def test_it_recovers_by_itself_when_the_database_drops_every_connection(self):

@@ -131,6 +131,41 @@ class WorkerProcessTests(TransactionTestCase):
         self.assertEqual(len(ids), 2)
         self.assertEqual(ids[0], ids[1])
 
+    def test_a_worker_paused_past_its_lease_writes_nothing_over_the_claims_it_lost(self):
+        emails = [f"customer{i:02}@example.com" for i in range(30)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            server.delay = 0.2
+            paused = self.start_worker(server.port, NOTICE_CONNECTIONS="2")
+            stopped = []
+
+            def pause_after_the_third(accepted: int):
+                if accepted == 3 and not stopped:
+                    os.kill(paused.pid, signal.SIGSTOP)
+                    stopped.append(time.monotonic())
+
+            server.on_accept = pause_after_the_third
+            self.assertTrue(wait_for(lambda: bool(stopped)))
+            # Another worker takes over the paused one's claims once its lease (15 s) lapses.
+            other = self.start_worker(server.port, NOTICE_CONNECTIONS="2")
+            time.sleep(40)
+            os.kill(paused.pid, signal.SIGCONT)
+            self.assertTrue(wait_for(lambda: set(server.recipients()) == set(emails), 30))
+            time.sleep(3)  # what the woken worker still had to say
+            for worker in (paused, other):
+                worker.send_signal(signal.SIGTERM)
+                worker.communicate(timeout=30)
+
+        self.assertFalse(Order.objects.exclude(state="sent").exists())
+        counts = Counter(server.recipients())
+        twice = [email for email, n in counts.items() if n > 1]
+        self.assertLessEqual(len(twice), 2)  # at most the paused worker's two in flight
+        for email in twice:
+            ids = {message["Message-ID"] for [to], message in server.messages if to == email}
+            self.assertEqual(len(ids), 1)  # the same message again
+
     @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
     def test_a_database_that_drops_its_connections_mid_batch_doubles_nothing(self):
         emails = [f"customer{i:02}@example.com" for i in range(20)]
