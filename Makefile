@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run serve lint test check bench format tools
+.PHONY: run serve lint test check bench format tools units
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -57,7 +57,7 @@ run: $(VENV)/.runtime $(MESSAGES)
 	$(call supervise,)
 
 # The production form on one host: migrations, static files, then on http://$(HOST):$(PORT)
-# Debian's nginx (R4C/nginx.conf), which reads each request whole before gunicorn's threads see
+# Debian's nginx (deploy/nginx.conf around deploy/nginx-site.conf), which reads each request whole before gunicorn's threads see
 # it, so that slow or silent clients hold none of them; gunicorn behind it on a socket in
 # .serve-$(PORT)/; and the mail worker. For a reverse proxy that terminates TLS. Settings come
 # from the environment or .env (DEBUG off; see .env.example). Ctrl-C or SIGTERM stops all three.
@@ -74,8 +74,9 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	@# Settings first: a missing or bad one stops here, in one line, before any migration.
 	@$(PY) manage.py check_serving
 	rm -rf "$(RUN)" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
-	sed -e 's|@HOST@|$(HOST)|g; s|@PORT@|$(PORT)|g; s|@RUN@|$(RUN)|g' R4C/nginx.conf \
-		> "$(RUN)/nginx.conf"
+	sed -e 's|@RUN@|$(RUN)|g' deploy/nginx.conf > "$(RUN)/nginx.conf"
+	sed -e 's|@LISTEN@|$(HOST):$(PORT)|g; s|@SOCKET@|$(RUN)/web.sock|g' deploy/nginx-site.conf \
+		> "$(RUN)/site.conf"
 	@# As root (a container), nginx's workers would run as nobody, who may not reach the socket.
 	@[ "$$(id -u)" != 0 ] || sed -i '1i user root;' "$(RUN)/nginx.conf"
 	$(PY) manage.py migrate --noinput
@@ -92,14 +93,25 @@ serve: $(VENV)/.runtime $(MESSAGES)
 # rules, pg_dump for PostgreSQL's backups, nginx for make serve, pdftoppm (poppler-utils) to
 # look at the printed report (installed once, as root or through sudo).
 CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client \
-	nginx poppler-utils
+	nginx poppler-utils systemd
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
 	command -v soffice >/dev/null && command -v promtool >/dev/null && \
-	command -v pg_dump >/dev/null && test -x "$(NGINX)" && command -v pdftoppm >/dev/null || { \
+	command -v pg_dump >/dev/null && test -x "$(NGINX)" && command -v pdftoppm >/dev/null && \
+	command -v systemd-analyze >/dev/null || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }
+
+# The systemd units for real hosts (deploy/systemd/): valid as systemd reads them (with this
+# clone in place of /srv/r4c, so that their programs exist), and sandboxed: each service's
+# exposure, as `systemd-analyze security` scores it, at most 2.0. No running systemd needed.
+units: $(VENV)/.runtime
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	for unit in deploy/systemd/*; do sed 's|/srv/r4c|$(CURDIR)|g' "$$unit" > "$$dir/$${unit##*/}"; done && \
+	systemd-analyze verify "$$dir"/* && \
+	for unit in "$$dir"/*.service; do \
+	systemd-analyze security --offline=true --threshold=20 "$$unit" | tail -n 1 || exit 1; done
 
 # axe-core for the browser tests' accessibility checks, from the npm registry (package.json).
 node_modules/axe-core/axe.min.js: package.json package-lock.json
@@ -121,7 +133,7 @@ test: lint
 # PostgreSQL at CHECK_DATABASE_URL. In CI a tier that cannot run fails instead of skipping.
 CHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/r4c
 check: export HYPOTHESIS_PROFILE = full
-check: lint tools node_modules/axe-core/axe.min.js
+check: lint tools units node_modules/axe-core/axe.min.js
 	promtool check rules docs/prometheus/alerts.yml
 	promtool test rules docs/prometheus/alerts-test.yml
 	promtool check config --syntax-only docs/prometheus/scrape.yml
