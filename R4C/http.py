@@ -117,6 +117,7 @@ def body_limit(path: str) -> int:
 
 # How long a client should wait before it tries again after a 503.
 UNAVAILABLE_RETRY_AFTER = 5
+READ_ONLY = "25006"  # PostgreSQL's read_only_sql_transaction
 
 
 class ProblemMiddleware:
@@ -141,19 +142,26 @@ class ProblemMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
-        if isinstance(exception, (OperationalError, InterfaceError)):
-            log.error(
-                "database unavailable for %s %s: %s", request.method, request.path, exception
-            )
-            # A broken connection must not be handed to the next request.
-            for connection in connections.all(initialized_only=True):
+        # A server that turned read-only (a standby, a primary demoted after a failover)
+        # wrote nothing: its connections go, and the request is tried once more on a new
+        # one, which a multi-host DATABASE_URL's target_session_attrs leads to the primary.
+        read_only = getattr(exception.__cause__, "sqlstate", None) == READ_ONLY
+        if not read_only and not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+        for connection in connections.all(initialized_only=True):
+            if read_only:
+                connection.close()
+            else:  # a broken connection must not be handed to the next request
                 connection.close_if_unusable_or_obsolete()
-            return problem(
-                503,
-                "The database is unavailable right now; try again shortly.",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-            )
-        return None
+        if read_only and not getattr(request, "tried_again", False):
+            request.tried_again = True
+            return self.get_response(request)
+        return problem(
+            503,
+            "The database is unavailable right now; try again shortly.",
+            retry_after=UNAVAILABLE_RETRY_AFTER,
+        )
 
 
 def server_error(request: HttpRequest) -> JsonResponse:

@@ -163,6 +163,7 @@ HEALTH = {
                 "oldest_unsent_seconds": {"type": "number"},
                 "arrivals": {"type": "integer"},
                 "worker_seen_seconds": {"type": ["number", "null"]},
+                "wakeup": {"enum": ["listen", "poll"]},
             },
         },
     },

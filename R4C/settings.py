@@ -177,14 +177,33 @@ FORMAT_MODULE_PATH = ["R4C.formats"]
 CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
 
 
-def _database(url: str) -> dict:
+# A database host that dies or is cut off sends no reset: without these a connection waiting
+# on it hangs until TCP gives up (hours), and connecting waits for psycopg's 130 s. An idle
+# connection is probed after 5 s, one whose data goes unacknowledged is dropped after 9 s: a
+# vanished server is noticed within 10 s. A URL's own values win.
+PG_TIMEOUTS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 9000,
+}
+# What else a postgres:// URL's query may set: Django's own options (libpq's are asked below).
+DJANGO_PG_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool"}
+
+
+def _database(url: str, name: str = "DATABASE_URL") -> dict:
     # Persistent connections, checked before each request reuses them: a connection costs
     # more than a request (on SQLite, the WAL set-up). A connection the database dropped is
     # replaced at the next request instead of failing it.
     try:
         config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a usable URL: {error}") from None
+    except ValueError:
+        if "," in url.partition("@")[2].partition("/")[0]:
+            error = "its hosts have ports of their own; give them one, as in "
+            error += "postgres://user@host1,host2:5432/name"
+        raise ImproperlyConfigured(f"{name} is not a usable URL: {error}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web process and the worker write at once: WAL lets readers go on while one
         # writes, IMMEDIATE takes the write lock at BEGIN (no deadlock-prone lock upgrade),
@@ -201,17 +220,47 @@ def _database(url: str) -> dict:
         }
         # A file, not memory, so that tests with several threads share one database.
         config["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
-    elif config["ENGINE"] != "django.db.backends.postgresql":
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        from psycopg import pq
+
+        libpq = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+        options = config.get("OPTIONS", {})
+        if unknown := sorted(set(options) - libpq - DJANGO_PG_OPTIONS):
+            raise ImproperlyConfigured(
+                f"{name} sets {', '.join(unknown)}, which is not a libpq option "
+                "(https://www.postgresql.org/docs/current/libpq-connect.html)."
+            )
+        config["OPTIONS"] = PG_TIMEOUTS | options
+        # Behind PgBouncer in transaction mode a connection is a server's for one transaction
+        # only: no cursor may outlive it (docs/production.md, "Behind PgBouncer").
+        config["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLED
+    else:
         raise ImproperlyConfigured(
-            "DATABASE_URL must be a sqlite:// or postgres:// URL, "
+            f"{name} must be a sqlite:// or postgres:// URL, "
             f"not {config['ENGINE'].rsplit('.', 1)[-1]}."
         )
     return config
 
 
+# DATABASE_URL leads to a pooler in transaction mode (PgBouncer), not to PostgreSQL itself.
+DATABASE_POOLED = env_bool("DATABASE_POOLED", False)
 DATABASES = {
     "default": _database(env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
+# The worker's LISTEN for due notices needs a session of its own, which a pooler in
+# transaction mode does not keep: this URL leads to the same database directly. Without it,
+# behind a pooler the worker polls every second.
+if LISTEN_DATABASE_URL := env_str("LISTEN_DATABASE_URL"):
+    listen = _database(LISTEN_DATABASE_URL, "LISTEN_DATABASE_URL")
+    default = DATABASES["default"]
+    if not listen["ENGINE"] == default["ENGINE"] == "django.db.backends.postgresql" or (
+        listen["NAME"] != default["NAME"]
+    ):
+        raise ImproperlyConfigured(
+            f"LISTEN_DATABASE_URL leads to {listen['NAME']!r}: it must lead to DATABASE_URL's "
+            f"PostgreSQL database ({default['NAME']!r}), directly."
+        )
+    DATABASES["listen"] = listen | {"TEST": {"MIRROR": "default"}}
 
 # make serve's gunicorn (R4C/gunicorn_conf.py): processes, and threads in each. On SQLite one
 # process: its threads take turns for the database's one write lock (R4C/sqlite3), where the

@@ -1,10 +1,11 @@
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orders.models import Worker
+from orders.notices import wakeup
 from orders.outbox import backlog
 from R4C import metrics as collected
 from R4C import openapi as contract
@@ -15,16 +16,36 @@ from robots.access import require_key
 @csrf_exempt  # so that a POST gets the 405 problem, not a CSRF page: this view only reads
 @allow_methods("GET", "HEAD")
 def healthz(request: HttpRequest) -> JsonResponse:
-    """For a load balancer or a monitor: is the database there, and is the worker keeping up?
+    """For a load balancer or a monitor: can the database record, and is the worker keeping up?
 
-    200 whenever the database answers, also with the worker down or mail stuck: those are
-    for a monitor to alert on, not a reason for a load balancer to take this node out.
+    200 whenever the database answers and takes writes, also with the worker down or mail
+    stuck: those are for a monitor to alert on, not a reason for a load balancer to take
+    this node out. A read-only server (a standby, a demoted primary) is a 503: nothing
+    could be recorded there.
     """
     try:
-        notices = backlog() | {"worker_seen_seconds": Worker.seen_seconds()}
+        if not _writable():
+            connection.close()  # the next request connects again, to the primary
+            return problem(
+                503,
+                "The database is read-only (a standby, or a demoted primary): nothing can "
+                "be recorded.",
+                retry_after=UNAVAILABLE_RETRY_AFTER,
+            )
+        notices = backlog() | {"worker_seen_seconds": Worker.seen_seconds(), "wakeup": wakeup()}
     except DatabaseError:
         return problem(503, "The database does not answer.", retry_after=UNAVAILABLE_RETRY_AFTER)
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})
+
+
+def _writable() -> bool:
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+        )
+        return cursor.fetchone()[0]
 
 
 @csrf_exempt  # so that a POST gets the 405 problem, not a CSRF page: this view only reads

@@ -35,6 +35,7 @@ from email.utils import parseaddr
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import connections as db_connections
 from django.utils import timezone
 
 from customers.models import ascii_address
@@ -69,6 +70,16 @@ BATCH = 10
 POLL = {"sqlite": 0.1, "postgresql": 1.0}
 TIDY_EVERY = 600  # seconds between purges of what has expired (counters, answers, notices)
 WORKER_BEAT = 5  # seconds between a worker's signs of life (/healthz: worker_seen_seconds)
+
+
+def wakeup() -> str:
+    """How a worker learns that a notice is due: "listen" (PostgreSQL's LISTEN, at once) or
+    "poll" (every POLL seconds: SQLite, or behind a pooler with no LISTEN_DATABASE_URL)."""
+    if connection.vendor == "postgresql" and (
+        "listen" in settings.DATABASES or not settings.DATABASE_POOLED
+    ):
+        return "listen"
+    return "poll"
 
 
 def message_for(order: Order) -> EmailMessage:
@@ -381,15 +392,22 @@ def serve(stop: threading.Event, connections: int) -> None:
 
 
 def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
-    """Wake the senders when anything is due (LISTEN on PostgreSQL, polling on SQLite), and
-    forget what has expired now and then."""
+    """Wake the senders when anything is due (LISTEN on PostgreSQL, polling on SQLite or
+    behind a pooler), and forget what has expired now and then."""
     listening = None
+    # LISTEN's session: the worker's own, or a direct one past the pooler.
+    ear = db_connections["listen"] if "listen" in settings.DATABASES else connection
     tidy_at = beat_at = 0.0
     name = f"{socket.gethostname()}:{os.getpid()}"
     while not stop.is_set():
         try:
             if time.monotonic() > beat_at:
+                # A write: on a server that turned read-only (a demoted primary) it fails,
+                # and the connection is made again, to the primary.
                 Worker.seen(name)
+                if ear is not connection and listening is not None:
+                    with ear.cursor() as cursor:  # a vanished server is noticed (keepalives)
+                        cursor.execute("SELECT 1")
                 beat_at = time.monotonic() + WORKER_BEAT
             if time.monotonic() > tidy_at:
                 RateCounter.purge()
@@ -401,8 +419,8 @@ def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
             # racing for one arrival would only queue on its rows.
             while outbox.make_due():
                 pass
-            if listening is not None and listening is connection.connection:
-                # Making them due notified this very connection: the count below covers that.
+            if listening is not None and listening is ear.connection:
+                # Making them due notified the listener: the count below covers that.
                 for _ in listening.notifies(timeout=0):
                     pass
             # One sender per batch due: sixteen woken for one notice would only contend for
@@ -410,20 +428,23 @@ def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
             due = outbox.due_count(up_to=BATCH * connections)
             if due:
                 bell.ring(-(-due // BATCH))
-            if connection.vendor != "postgresql":
-                stop.wait(POLL["sqlite"])
+            if wakeup() == "poll":
+                stop.wait(POLL[connection.vendor])
                 continue
             # A request's NOTIFY (sent when it commits) ends the wait at once.
-            if listening is not connection.connection:
-                with connection.cursor() as cursor:
+            if listening is not ear.connection:
+                with ear.cursor() as cursor:
                     cursor.execute(f"LISTEN {outbox.CHANNEL}")
-                listening = connection.connection
-            for _ in connection.connection.notifies(timeout=POLL["postgresql"]):
+                listening = ear.connection
+                info = listening.info
+                log.info("listening for due notices on %s:%s", info.host, info.port)
+            for _ in listening.notifies(timeout=POLL["postgresql"]):
                 break
         except Exception:
-            # A database that is down or locked for too long: wait and go on; the queue is
-            # in the database and nothing is lost.
+            # A database that is down, locked for too long or read-only: wait and go on on a
+            # new connection; the queue is in the database and nothing is lost.
             log.exception("the notice worker's watcher failed; retrying")
             connection.close()
+            ear.close()
             listening = None
             stop.wait(1)

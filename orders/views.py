@@ -1,3 +1,4 @@
+from contextlib import suppress
 from datetime import timedelta
 
 from django.conf import settings
@@ -64,7 +65,8 @@ class NoFiles(FileUploadHandler):
 def create_order(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD") and prefers_html(request):
         return HttpResponseRedirect("/#order")  # someone opened the form's address: the form
-    request.upload_handlers = [NoFiles(request)]
+    with suppress(AttributeError):  # a request tried again (R4C.http) was read already
+        request.upload_handlers = [NoFiles(request)]
     # Every request counts against its client's limit, a valid order against its address's
     # too, in one statement; each answer tells the limit nearest to being reached.
     quotas = []

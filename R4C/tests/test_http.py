@@ -46,6 +46,8 @@ class HealthTests(TestCase):
                     "oldest_unsent_seconds": 0,
                     "arrivals": 1,
                     "worker_seen_seconds": None,  # no worker ever ran
+                    # How a worker hears of due mail: LISTEN, or polling (SQLite, a pooler).
+                    "wakeup": "listen" if connection.vendor == "postgresql" else "poll",
                 },
             },
         )
@@ -129,6 +131,52 @@ class LockedDatabaseTests(ProblemAssertions, TransactionTestCase):
 
         self.assert_problem(response, 503)
         self.assertEqual(response["Retry-After"], "5")
+
+
+@skipUnless(connection.vendor == "postgresql", "a read-only server (a standby) is PostgreSQL's")
+class ReadOnlyDatabaseTests(ProblemAssertions, TransactionTestCase):
+    """A server that turns read-only under R4C's open connections, as a primary demoted by a
+    failover does: nothing is written there, and the request goes to a writable one."""
+
+    def setUp(self):
+        catalog()
+        self.client.get("/healthz")  # the connection the requests below find open
+
+    def assert_nothing_written(self):
+        pass  # read once the server is writable again, below
+
+    def turn_read_only(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+
+    def test_a_write_that_meets_a_read_only_server_is_tried_once_more_on_a_new_connection(self):
+        self.turn_read_only()
+        response = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(Robot.objects.count(), 1)
+
+    def test_a_database_that_stays_read_only_is_a_503_and_nothing_is_written(self):
+        name = connection.settings_dict["NAME"]
+        with connection.cursor() as cursor:  # new connections find it read-only too
+            cursor.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        self.turn_read_only()
+        try:
+            robot = self.client.post("/add_robot/", ROBOT, content_type="application/json")
+            order = self.client.post(
+                "/create_order/", {"email": "ann@example.com", "robot-serial": "R2-D2"}
+            )
+            health = self.client.get("/healthz")
+        finally:
+            connection.close()
+            with connection.cursor() as cursor:
+                cursor.execute("SET default_transaction_read_only = off")
+                cursor.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            connection.close()
+        for response in (robot, order, health):
+            self.assert_problem(response, 503)
+            self.assertEqual(response["Retry-After"], "5")
+        self.assertIn("read-only", health.json()["detail"])
+        self.assertEqual((Robot.objects.count(), Order.objects.count()), (0, 0))
 
 
 @skipUnless(connection.vendor == "sqlite", "a size-capped database is SQLite's")

@@ -75,6 +75,8 @@ class MakeTests(SimpleTestCase):
             ("run", {"EMAIL_PORT": "abc"}, "EMAIL_PORT"),
             ("serve", {"SECRET_KEY": ""}, "SECRET_KEY"),
             ("serve", {"TRUSTED_PROXIES": "1"}, "TRUSTED_PROXIES"),
+            ("serve", {"DATABASE_URL": "postgres://r4c@db1:1,db2:2/r4c"}, "DATABASE_URL"),
+            ("run", {"LISTEN_DATABASE_URL": "postgres://r4c@db/r4c?x=1"}, "LISTEN_DATABASE_URL"),
         ]:
             with self.subTest(target=target, named=named):
                 process, _, log = start(target, **env)

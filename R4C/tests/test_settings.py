@@ -77,6 +77,17 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"EMAIL_USE_TLS": "true", "EMAIL_USE_SSL": "true"}, ["EMAIL_USE_SSL"]),
         ({"TIME_ZONE": "Mars/Olympus"}, ["TIME_ZONE"]),
         ({"DATABASE_URL": "mysql://localhost/r4c"}, ["DATABASE_URL"]),
+        ({"DATABASE_URL": "postgres://r4c@db1:5432,db2:5433/r4c"}, ["DATABASE_URL", "one"]),
+        ({"DATABASE_URL": "postgres://r4c@db/r4c?keepalive=1"}, ["DATABASE_URL", "keepalive"]),
+        (
+            {
+                "DATABASE_URL": "postgres://r4c@db/r4c",
+                "LISTEN_DATABASE_URL": "postgres://r4c@db/other",
+            },
+            ["LISTEN_DATABASE_URL", "other"],
+        ),
+        ({"LISTEN_DATABASE_URL": "sqlite:///db.sqlite3x"}, ["LISTEN_DATABASE_URL"]),
+        ({"DATABASE_POOLED": "transaction"}, ["DATABASE_POOLED"]),
         ({"NOTICE_LEASE_SECONDS": "0.5"}, ["NOTICE_LEASE_SECONDS"]),
         ({"NOTICE_REPEAT_HOURS": "-1"}, ["NOTICE_REPEAT_HOURS"]),
         ({"EMAIL_TIMEOUT": "0"}, ["EMAIL_TIMEOUT"]),
@@ -112,6 +123,17 @@ def test_make_serve_runs_one_web_process_on_sqlite_and_two_on_postgresql(monkeyp
     postgresql = read_settings(monkeypatch, DATABASE_URL="postgres://r4c@db.example.com/r4c")
     assert (sqlite["WEB_WORKERS"], postgresql["WEB_WORKERS"]) == (1, 2)
     assert read_settings(monkeypatch, WEB_WORKERS="3")["WEB_WORKERS"] == 3
+
+
+def test_postgresql_connections_give_up_on_a_vanished_server_within_10_s(monkeypatch):
+    url = "postgres://r4c@db1,db2:5432/r4c?target_session_attrs=read-write&connect_timeout=2"
+    options = read_settings(monkeypatch, DATABASE_URL=url)["DATABASES"]["default"]["OPTIONS"]
+    assert options["target_session_attrs"] == "read-write"
+    assert options["connect_timeout"] == 2  # the URL's own value wins
+    # Probed after 5 s idle, twice 2 s apart; unacknowledged data dropped after 9 s.
+    idle, interval, count = (options[f"keepalives{k}"] for k in ("_idle", "_interval", "_count"))
+    assert options["keepalives"] == 1 and idle + interval * count <= 10
+    assert options["tcp_user_timeout"] <= 10_000
 
 
 def deploy_check(values: dict) -> None:
