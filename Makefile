@@ -91,14 +91,18 @@ serve: $(VENV)/.runtime $(MESSAGES)
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
 # spreadsheet for the browser and print tests, promtool (package prometheus) for the alert
 # rules, pg_dump for PostgreSQL's backups, nginx for make serve, pdftoppm (poppler-utils) to
-# look at the printed report (installed once, as root or through sudo).
+# look at the printed report, systemd-analyze for the units, PostgreSQL's server programs,
+# iproute2 and iptables for the failover and partition drills, PgBouncer for the pooler's
+# tests (installed once, as root or through sudo).
 CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client \
-	nginx poppler-utils systemd
+	nginx poppler-utils systemd postgresql iproute2 iptables pgbouncer
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
 	command -v soffice >/dev/null && command -v promtool >/dev/null && \
 	command -v pg_dump >/dev/null && test -x "$(NGINX)" && command -v pdftoppm >/dev/null && \
-	command -v systemd-analyze >/dev/null || { \
+	command -v systemd-analyze >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null && \
+	command -v ip >/dev/null && command -v iptables >/dev/null && \
+	command -v pgbouncer >/dev/null || { \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	$$sudo apt-get install -y -qq --no-install-recommends $(CHECK_PACKAGES); }

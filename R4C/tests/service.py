@@ -9,13 +9,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
 from django.utils import timezone
 
 from orders.tests.smtp import free_port
-from R4C.tests.world import database_url, wait_for
+from R4C.tests.world import database_url, environment, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "r4c-service"  # how the services' database connections are told apart
@@ -153,3 +154,15 @@ class Service:
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read()
+
+
+def manage(url: str, *args: str) -> str:
+    """`manage.py ARGS` on the database at `url`, as an operator runs it: what it printed."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment(DATABASE_URL=url),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

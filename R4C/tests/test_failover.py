@@ -6,8 +6,6 @@ promoted, for real: two PostgreSQL servers of the test's own on 127.0.0.2 and 12
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,23 +21,12 @@ from django.test import SimpleTestCase
 
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests import postgres
-from R4C.tests.service import ROOT, Service, call, order, post_robot
-from R4C.tests.world import environment, wait_for
+from R4C.tests.service import Service, call, manage, order, post_robot
+from R4C.tests.world import wait_for
 
 pytestmark = pytest.mark.slow
 
 PRIMARY, STANDBY = "127.0.0.2", "127.0.0.3"
-
-
-def manage(url: str, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=environment(DATABASE_URL=url),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @skipUnless(connection.vendor == "postgresql", "run with the PostgreSQL tier")

@@ -130,7 +130,7 @@ def test_postgresql_connections_give_up_on_a_vanished_server_within_10_s(monkeyp
     options = read_settings(monkeypatch, DATABASE_URL=url)["DATABASES"]["default"]["OPTIONS"]
     assert options["target_session_attrs"] == "read-write"
     assert options["connect_timeout"] == 2  # the URL's own value wins
-    # Probed after 5 s idle, twice 2 s apart; unacknowledged data dropped after 9 s.
+    # Probed after 3 s idle, three times 1 s apart; unacknowledged data dropped after 6 s.
     idle, interval, count = (options[f"keepalives{k}"] for k in ("_idle", "_interval", "_count"))
     assert options["keepalives"] == 1 and idle + interval * count <= 10
     assert options["tcp_user_timeout"] <= 10_000
