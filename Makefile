@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run serve lint test check bench format tools units
+.PHONY: run serve lint test check check-pooled bench format tools units
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "R4C needs Python 3.12 or newer on PATH (python3.13, python3.12 or python3)."; exit 1; }
@@ -146,6 +146,23 @@ check: lint tools units node_modules/axe-core/axe.min.js
 	echo "PostgreSQL does not answer at $(CHECK_DATABASE_URL): start it, or set CHECK_DATABASE_URL."; \
 	exit 1; }
 	DATABASE_URL=$(CHECK_DATABASE_URL) $(VENV)/bin/pytest
+	@$(MAKE) --no-print-directory check-pooled
+
+# The production suite, the mail's race and lock tests and the pooler's own again through
+# PgBouncer in transaction mode (R4C/tests/pgbouncer.ini) in front of the local PostgreSQL,
+# with docs/production.md's settings: DATABASE_POOLED, the worker's LISTEN direct. As root,
+# PgBouncer runs as postgres (it refuses root).
+POOLER_PORT ?= 6432
+POOLED_TESTS ?= R4C/tests/test_service.py R4C/tests/test_pooler.py orders/tests/test_send_notices.py
+check-pooled: $(VENV)/.dev
+	@run=$$(mktemp -d) && trap 'kill $$(cat "$$run/pgbouncer.pid") 2>/dev/null; rm -rf "$$run"' EXIT && \
+	sed -e 's|@RUN@|'"$$run"'|g; s|@PORT@|$(POOLER_PORT)|g' R4C/tests/pgbouncer.ini > "$$run/pgbouncer.ini" && \
+	if [ "$$(id -u)" = 0 ]; then chown -R postgres "$$run"; as="runuser -u postgres --"; fi && \
+	$$as pgbouncer -d "$$run/pgbouncer.ini" && \
+	dropdb --if-exists -h 127.0.0.1 -U postgres test_r4c_pooled && \
+	DATABASE_URL=postgres://postgres@127.0.0.1:$(POOLER_PORT)/r4c_pooled DATABASE_POOLED=true \
+	LISTEN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/r4c_pooled \
+	$(VENV)/bin/pytest --reuse-db $(POOLED_TESTS)
 
 # One table: the API under wrk next to two reference views, on SQLite and the local
 # PostgreSQL, notice latency and delivery rate (bench/serve.py says how).

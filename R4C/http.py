@@ -196,10 +196,10 @@ def client_address(request: HttpRequest) -> str:
     the /64 network of its IPv6 address (what one host is given), as that network's address.
 
     The connection's address, unless it comes from one of TRUSTED_PROXIES or over a local
-    socket (make serve's nginx: deploy/nginx-site.conf): then the nearest address in X-Forwarded-For
-    that is not a trusted proxy (each proxy appends the address it saw; anything further left
-    is whatever the client wrote). A malformed or oversized header is ignored: the
-    connection's address counts.
+    socket (make serve's nginx: deploy/nginx-site.conf): then the nearest address in
+    X-Forwarded-For that is not a trusted proxy (each proxy appends the address it saw;
+    anything further left is whatever the client wrote). A malformed or oversized header is
+    ignored: the connection's address counts.
     """
     peer = request.META.get("REMOTE_ADDR", "")
     client = _ip(peer)

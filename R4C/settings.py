@@ -180,8 +180,8 @@ CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
 # A database host that dies or is cut off sends no reset: without these a connection waiting
 # on it hangs until TCP gives up (hours), and connecting waits for psycopg's 130 s. An idle
 # connection is probed after 3 s, three times 1 s apart; one whose data goes unacknowledged
-# is dropped after 6 s: a vanished server is noticed within 10 s (a live one's kernel acknowledges
-# at once, however busy the server). A URL's own values win.
+# is dropped after 6 s (a live server's kernel acknowledges at once, however busy the server
+# is): a vanished server is noticed within 10 s. A URL's own values win.
 PG_TIMEOUTS = {
     "connect_timeout": 5,
     "keepalives": 1,

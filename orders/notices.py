@@ -432,7 +432,7 @@ def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
                 stop.wait(POLL[connection.vendor])
                 continue
             # A request's NOTIFY (sent when it commits) ends the wait at once.
-            if listening is not ear.connection:
+            if listening is None or listening is not ear.connection:
                 with ear.cursor() as cursor:
                     cursor.execute(f"LISTEN {outbox.CHANNEL}")
                 listening = ear.connection

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from orders.tests.smtp import free_port
-from R4C.tests.world import database_url, environment, wait_for
+from R4C.tests.world import database_url, environment, listen_url, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "r4c-service"  # how the services' database connections are told apart
@@ -89,6 +89,7 @@ class Service:
             cwd=ROOT,
             env=env
             | {
+                "LISTEN_DATABASE_URL": listen_url(),
                 "PORT": str(self.port),
                 "DATABASE_URL": database_url(),
                 "SECRET_KEY": "end-to-end-only-" + "k" * 40,

@@ -21,10 +21,11 @@ import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from unittest import skipUnless
+from unittest import skipIf, skipUnless
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 from django.db import connection
@@ -429,6 +430,7 @@ class ServiceTests(TransactionTestCase):
         self.assertTrue(wait_for(lambda: "later@example.com" in self.mailbox.recipients(), 10))
 
     @skipUnless(connection.vendor == "postgresql", "pg_terminate_backend is PostgreSQL's")
+    @skipIf(settings.DATABASE_POOLED, "behind a pooler, its server connections are not R4C's")
     def test_it_recovers_by_itself_when_the_database_drops_every_connection(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
         stop = threading.Event()

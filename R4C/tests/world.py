@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from django.db import connection, transaction
 
@@ -74,7 +75,15 @@ def wait_for(condition, seconds: float = 15) -> bool:
 def environment(**env: str) -> dict[str, str]:
     """For a process a test starts: this environment, but R4C's own settings module (as
     manage.py and the servers load it), not the suite's, and these variables."""
-    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | env
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return inherited | {"LISTEN_DATABASE_URL": listen_url()} | env
+
+
+def listen_url() -> str:
+    """LISTEN_DATABASE_URL for the test database where the suite runs behind a pooler (make
+    check's pooled tier): the direct server, and the test database's name."""
+    url = os.environ.get("LISTEN_DATABASE_URL", "")
+    return url and urlsplit(url)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
 
 
 def database_url() -> str:
