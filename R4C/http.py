@@ -195,23 +195,22 @@ def client_address(request: HttpRequest) -> str:
     """The client as the order limits and the admin's lockout count it: its IPv4 address, or
     the /64 network of its IPv6 address (what one host is given), as that network's address.
 
-    The connection's address, unless it comes from one of TRUSTED_PROXIES or over a local
-    socket (make serve's nginx: deploy/nginx-site.conf): then the nearest address in
-    X-Forwarded-For that is not a trusted proxy (each proxy appends the address it saw;
-    anything further left is whatever the client wrote). A malformed or oversized header is
-    ignored: the connection's address counts.
+    The address the connection came from; over a local socket (make serve's nginx,
+    deploy/nginx-site.conf), the one nginx saw, which it sets in X-Real-IP over anything a
+    client wrote. When that address is one of TRUSTED_PROXIES, the nearest address in
+    X-Forwarded-For that is not (each proxy appends the address it saw; what stands further
+    left is whatever the client wrote); a malformed hop ends the walk, so that what a
+    client writes can never make it someone else, or no one. Never empty: a socket with no
+    X-Real-IP counts as 0.0.0.0, one client for all such requests.
     """
     peer = request.META.get("REMOTE_ADDR", "")
-    client = _ip(peer)
-    if peer == "" or (client is not None and _trusted(client)):
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        hops = (
-            [_ip(hop) for hop in reversed(forwarded.split(","))] if len(forwarded) < 1000 else []
-        )
-        if hops and None not in hops:
-            client = next((hop for hop in hops if not _trusted(hop)), hops[-1])
-    if client is None:
-        return ""
+    client = _ip(request.headers.get("X-Real-IP", "") if peer == "" else peer)
+    client = client or ip_address("0.0.0.0")
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    for hop in reversed(forwarded.split(",") if len(forwarded) < 1000 else []):
+        if not _trusted(client) or (hop := _ip(hop)) is None:
+            break
+        client = hop
     if client.version == 6:
         if client.ipv4_mapped:
             return str(client.ipv4_mapped)

@@ -54,8 +54,8 @@ class Browser:
         self.port = port
         self.cookies = {}
 
-    def request(self, method: str, path: str, form: dict | None = None):
-        headers = {
+    def request(self, method: str, path: str, form: dict | None = None, headers=None):
+        headers = (headers or {}) | {
             "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
             "Origin": f"https://127.0.0.1:{self.port}",
             "Referer": f"https://127.0.0.1:{self.port}{path}",
@@ -70,11 +70,11 @@ class Browser:
             self.cookies[name] = value
         return status, response_headers, content
 
-    def submit(self, path: str, form: dict):
+    def submit(self, path: str, form: dict, headers=None):
         """GET the page for its CSRF token, then POST the form to it."""
-        _, _, page = self.request("GET", path)
+        _, _, page = self.request("GET", path, headers=headers)
         token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
-        return self.request("POST", path, form | {"csrfmiddlewaretoken": token})
+        return self.request("POST", path, form | {"csrfmiddlewaretoken": token}, headers)
 
 
 class Service:

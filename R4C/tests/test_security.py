@@ -2,6 +2,7 @@
 
 from ipaddress import ip_network
 
+from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.test import Client, TestCase, override_settings
 
@@ -71,6 +72,22 @@ class AdminLoginTests(TestCase):
                     headers={"X-Forwarded-For": header},
                 )
                 self.assertEqual(response.status_code, 200)
+
+    def test_over_nginx_s_socket_the_client_is_the_address_nginx_saw_whatever_it_wrote(self):
+        # make serve: the connection is nginx's local socket (no address); nginx sets
+        # X-Real-IP to the address it saw and appends it to whatever X-Forwarded-For held.
+        for n, written in enumerate(["unknown", "203.0.113.5:51234", "[2001:db8::1]:443"]):
+            with self.subTest(written=written):
+                seen = f"198.51.100.{n + 1}"
+                nginx = Client(
+                    REMOTE_ADDR="", HTTP_X_REAL_IP=seen, HTTP_X_FORWARDED_FOR=f"{written}, {seen}"
+                )
+                statuses = [self.log_in("guess", nginx).status_code for _ in range(5)]
+                self.assertEqual(statuses, [200] * 4 + [429])
+                self.assertEqual(self.log_in("the-right-password", nginx).status_code, 429)
+                self.assertEqual(AccessAttempt.objects.filter(ip_address=seen).count(), 1)
+        self.assertFalse(AccessAttempt.objects.filter(ip_address__isnull=True).exists())
+        self.assertFalse(AccessAttempt.objects.filter(ip_address="").exists())
 
     @override_settings(TRUSTED_PROXIES=[ip_network("127.0.0.1/32")])
     def test_behind_the_proxy_each_client_counts_for_itself(self):

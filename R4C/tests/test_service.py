@@ -25,6 +25,7 @@ from unittest import skipIf, skipUnless
 
 import psycopg
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
@@ -259,6 +260,30 @@ class ServiceTests(TransactionTestCase):
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
         status, _, _ = call(self.a, "POST", "/add_robot", body, headers)
         self.assertEqual(status, 201)  # no slash, no redirect
+
+    def test_a_client_that_writes_x_forwarded_for_is_locked_out_as_the_address_nginx_saw(self):
+        User.objects.create(  # hashed as the service checks it (the tests' own hasher is MD5)
+            username="director",
+            password=PBKDF2PasswordHasher().encode("the-right-password", "director-salt"),
+            is_staff=True,
+            is_superuser=True,
+        )
+        for written in ("unknown", "203.0.113.5:51234", "[2001:db8::1]:443"):
+            with self.subTest(written=written):
+                AccessAttempt.objects.all().delete()
+                statuses = []
+                for password in ["guess"] * 5 + ["the-right-password"]:
+                    status, _, _ = Browser(self.a).submit(
+                        "/admin/login/?next=/admin/",
+                        {"username": "director", "password": password},
+                        headers={"X-Forwarded-For": written},
+                    )
+                    statuses.append(status)
+                self.assertEqual(statuses, [200] * 4 + [429, 429])
+                self.assertEqual(
+                    list(AccessAttempt.objects.values_list("ip_address", flat=True)),
+                    ["127.0.0.1"],  # the address nginx saw
+                )
 
     def test_after_a_forget_no_log_nor_database_file_holds_the_address_or_its_secret(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")

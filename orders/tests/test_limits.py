@@ -58,6 +58,26 @@ class LimitTests(ProblemAssertions, TestCase):
         )
         self.assertEqual(order(self.client, "c5@example.com").status_code, 201)
 
+    @override_settings(ORDER_LIMIT_PER_CLIENT=3)
+    def test_over_nginx_s_socket_a_client_counts_as_the_address_nginx_saw(self):
+        # Whatever each wrote in X-Forwarded-For, nginx saw them all from one address; two
+        # customers elsewhere are two other clients, not one shared "unknown" bucket.
+        written = ["unknown", "203.0.113.5:51234", "[2001:db8::1]:443", "unknown"]
+        statuses = [
+            order(
+                Client(REMOTE_ADDR="", HTTP_X_REAL_IP="198.51.100.7"),
+                f"w{n}@example.com",
+                X_Forwarded_For=f"{header}, 198.51.100.7",
+            ).status_code
+            for n, header in enumerate(written)
+        ]
+        self.assertEqual(statuses, [201, 201, 201, 429])
+        self.orders = Order.objects.count()
+        for n in (8, 9):
+            elsewhere = Client(REMOTE_ADDR="", HTTP_X_REAL_IP=f"198.51.100.{n}")
+            response = order(elsewhere, f"x{n}@example.com", X_Forwarded_For="unknown")
+            self.assertEqual(response.status_code, 201)
+
     @override_settings(ORDER_LIMIT_PER_EMAIL=2)
     def test_an_email_address_may_be_ordered_for_so_often_in_ten_minutes(self):
         self.assertEqual(order(self.client, "ann@example.com").status_code, 201)
