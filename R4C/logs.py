@@ -38,6 +38,15 @@ class Redact(logging.Filter):
         return True
 
 
+class OneLine(logging.Filter):
+    """For a library that logs its own tracebacks (flufl.bounce's detectors, on a message
+    they cannot read): the line, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = None
+        return True
+
+
 # Ids that a log call may pass as `extra`, kept as fields of their own in JSON.
 IDS = ("order", "claim", "code", "request_id")
 

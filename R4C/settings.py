@@ -370,7 +370,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
 # The mailbox that bounces and complaints come back to, piped into `manage.py bounce`: each
 # notice's envelope sender is it with a signed tag (bounces+<tag>@...). Empty: the envelope
 # sender is DEFAULT_FROM_EMAIL's address, and only a refusal at RCPT or DATA is seen.
-BOUNCE_ADDRESS = env_str("BOUNCE_ADDRESS")
+# In development (make run) bounces@ the sender's domain, so that bounces can be tried.
+BOUNCE_ADDRESS = env_str("BOUNCE_ADDRESS") or (
+    f"bounces@{DEFAULT_FROM_EMAIL.rpartition('@')[2].rstrip('>')}" if DEBUG else ""
+)
 if BOUNCE_ADDRESS and (
     "@" not in BOUNCE_ADDRESS or "+" in BOUNCE_ADDRESS or any(c in BOUNCE_ADDRESS for c in "<> ")
 ):
@@ -418,7 +421,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"line": {"()": f"R4C.logs.{_log_format.title()}Formatter"}},
-    "filters": {"redact": {"()": "R4C.logs.Redact"}},
+    "filters": {"redact": {"()": "R4C.logs.Redact"}, "one_line": {"()": "R4C.logs.OneLine"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["redact"]}
     },
@@ -429,7 +432,8 @@ LOGGING = {
         # gunicorn's (make serve, R4C/gunicorn_conf.py): the same handler, each line once.
         "gunicorn.error": {"handlers": ["console"], "level": _log_level, "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # Its detectors name themselves at INFO for every bounce read.
-        "flufl.bounce": {"level": "WARNING"},
+        # Its detectors name themselves at INFO for every bounce read, and print their own
+        # tracebacks on a message they cannot read (an 8-bit From).
+        "flufl.bounce": {"level": "WARNING", "filters": ["one_line"]},
     },
 }

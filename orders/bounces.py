@@ -2,8 +2,9 @@
 
 Each notice goes out from its own envelope sender when BOUNCE_ADDRESS is set (VERP):
 `bounces+n<order>-<signature>@domain`, signed with a key derived from SECRET_KEY, so that
-a bounce names its notice and a forged one cannot suppress someone else. `manage.py bounce`
-hands each message that comes back to `read`, and what it finds to `outbox.bounced`.
+a bounce names its notice and a forged one cannot suppress someone else: a message without a
+valid tag changes nothing. `manage.py bounce` hands each message that comes back to `handle`,
+and what it finds to `outbox.bounced`.
 
 The kinds, by the enhanced status code (RFC 3463):
 - hard: 5.1.x (no such mailbox or domain) and 5.2.1 (mailbox disabled): suppressed at once;
@@ -21,11 +22,9 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare, salted_hmac
 from flufl.bounce import all_failures
 
-from customers.models import normalize_address
 from orders import outbox
 from orders.models import Bounce, Order
 
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 
 STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 TAG = re.compile(r"\+n(\d{1,18})-([0-9a-f]{20})@", re.IGNORECASE)
-MESSAGE_ID = re.compile(r"<notice\.(\d{1,18})\.(\d{1,20})@[^>\s]+>")
 
 
 def _signature(order_id: int) -> str:
@@ -85,8 +83,9 @@ def parse(raw: bytes) -> Message:
 
 
 def findings(message: Message) -> list[Finding]:
-    """What a message that came back says: a complaint, a DSN's failed or delayed
-    recipients, or the failures a non-standard bounce names (flufl.bounce's detectors)."""
+    """What a message that came back says: a complaint, a DSN's failed recipients (a delay
+    warning is no failure: the message may yet arrive), or the failures a non-standard
+    bounce names (flufl.bounce's detectors)."""
     if _is_report(message, "feedback-report"):
         report = _fields(_part(message, "message/feedback-report"))
         original = _original(message)
@@ -99,7 +98,7 @@ def findings(message: Message) -> list[Finding]:
         for block in _blocks(part)[1:] if part is not None else []:  # [0]: the message's
             action = block.get("action", "").lower()
             status = status_in(block.get("status", ""))
-            if action not in ("failed", "delayed") or not status:
+            if action != "failed" or not status:
                 continue
             recipient = block.get("final-recipient") or block.get("original-recipient", "")
             diagnostic = " ".join(block.get("diagnostic-code", "").split())
@@ -121,10 +120,10 @@ def findings(message: Message) -> list[Finding]:
     return found
 
 
-def notice_for(message: Message, finding: Finding, recipients: list[str]) -> Order | None:
-    """The notice a finding is about: by the signed tag of the address the message came to
-    (or that the reported message came from), else by the notice's own Message-ID with the
-    same recipient; None if R4C never sent it."""
+def notice_for(message: Message, recipients: list[str]) -> Order | None:
+    """The notice a message is about: by the signed tag of the address it came to (or that
+    the reported message came from); None if it carries none. Nothing else names a notice:
+    an order's id and the moment of its placing can be guessed, a signature cannot."""
     report = _fields(_part(message, "message/feedback-report"))
     original = _original(message)
     addresses = recipients + _addresses(message, "Delivered-To", "X-Original-To", "To")
@@ -132,22 +131,9 @@ def notice_for(message: Message, finding: Finding, recipients: list[str]) -> Ord
     if original is not None:
         addresses += _addresses(original, "Return-Path")
     order_id = tagged_order(addresses)
-    if order_id is not None:
-        return Order.objects.select_related("customer").filter(pk=order_id).first()
-    # No tag (BOUNCE_ADDRESS unset): the notice's own Message-ID, for the address it went to.
-    try:
-        _, key = normalize_address(finding.address)
-    except ValidationError:
+    if order_id is None:
         return None
-    for order_id, placed in MESSAGE_ID.findall(_text(message)):
-        order = Order.objects.select_related("customer").filter(pk=order_id).first()
-        if (
-            order is not None
-            and order.customer.email_key == key
-            and int(order.placed_at.timestamp() * 1_000_000) == int(placed)
-        ):
-            return order
-    return None
+    return Order.objects.select_related("customer").filter(pk=order_id).first()
 
 
 def _is_report(message: Message, report_type: str) -> bool:
@@ -206,22 +192,26 @@ def _addresses(message: Message, *names: str) -> list[str]:
     return [address for _, address in getaddresses(values)]
 
 
+GRAVITY = [Bounce.Kind.COMPLAINT, Bounce.Kind.HARD, Bounce.Kind.SOFT]
+
+
 def handle(raw: bytes, recipients: list[str]) -> int:
-    """Act on one message that came back; how many notices it was about."""
+    """Act on one message that came back: 1 if it was about a notice, else 0."""
+    if not settings.BOUNCE_ADDRESS:  # no notice went out with a tag to match
+        log.warning("bounce: ignored: BOUNCE_ADDRESS is not set, so nothing is read")
+        return 0
     message = parse(raw)
     found = findings(message)
     if not found:
         log.info("bounce: ignored: not a delivery failure or a complaint")
         return 0
-    handled = 0
-    for finding in found:
-        order = notice_for(message, finding, recipients)
-        if order is None:
-            log.info("bounce: ignored: a %s %s about mail R4C did not send", finding.kind,
-                     finding.status)  # fmt: skip
-            continue
-        suppressed = outbox.bounced(order, finding.kind, finding.status, finding.diagnostic)
-        log.info("order %s: %s bounce %s%s", order.pk, finding.kind, finding.status,
-                 ", address suppressed" if suppressed else "")  # fmt: skip
-        handled += 1
-    return handled
+    order = notice_for(message, recipients)
+    if order is None:
+        log.info("bounce: ignored: no signed tag names a notice R4C sent")
+        return 0
+    # One notice, one recipient: the blocks of one report are one outcome, the gravest.
+    finding = min(found, key=lambda f: GRAVITY.index(f.kind))
+    suppressed = outbox.bounced(order, finding.kind, finding.status, finding.diagnostic)
+    log.info("order %s: %s bounce %s%s", order.pk, finding.kind, finding.status,
+             ", address suppressed" if suppressed else "")  # fmt: skip
+    return 1

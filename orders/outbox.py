@@ -218,7 +218,8 @@ SOFT_LIMIT, SOFT_WINDOW = 3, timedelta(days=14)
 def bounced(order: Order, kind: str, status: str = "", diagnostic: str = "") -> bool:
     """Record what came back about `order`'s notice; True if its address is now suppressed:
     at once for a hard bounce or a complaint (which also stops its mail, as the stop link
-    does), after SOFT_LIMIT soft ones within SOFT_WINDOW."""
+    does), once soft ones came back about SOFT_LIMIT notices within SOFT_WINDOW (the same
+    notice's bounces, however many, count once)."""
     with transaction.atomic():
         diagnostic = redact(diagnostic)[:300]  # the server's text without the address
         bounce = Bounce.objects.create(
@@ -232,7 +233,7 @@ def bounced(order: Order, kind: str, status: str = "", diagnostic: str = "") -> 
                 kind=Bounce.Kind.SOFT,
                 at__gte=bounce.at - SOFT_WINDOW,
             )
-            if recent.count() < SOFT_LIMIT:
+            if recent.order_by().values("order_id").distinct().count() < SOFT_LIMIT:
                 return False
         _, created = Suppression.objects.get_or_create(
             customer_id=order.customer_id,

@@ -125,6 +125,13 @@ def test_make_serve_runs_one_web_process_on_sqlite_and_two_on_postgresql(monkeyp
     assert read_settings(monkeypatch, WEB_WORKERS="3")["WEB_WORKERS"] == 3
 
 
+def test_in_development_bounces_come_back_to_the_sender_s_domain(monkeypatch):
+    assert read_settings(monkeypatch, DEBUG="true")["BOUNCE_ADDRESS"] == "bounces@localhost"
+    assert read_settings(monkeypatch)["BOUNCE_ADDRESS"] == ""  # production: set it, or none
+    development = read_settings(monkeypatch, DEBUG="true", DEFAULT_FROM_EMAIL="R4C <r@x.test>")
+    assert development["BOUNCE_ADDRESS"] == "bounces@x.test"
+
+
 def test_postgresql_connections_give_up_on_a_vanished_server_within_10_s(monkeypatch):
     url = "postgres://r4c@db1,db2:5432/r4c?target_session_attrs=read-write&connect_timeout=2"
     options = read_settings(monkeypatch, DATABASE_URL=url)["DATABASES"]["default"]["OPTIONS"]
