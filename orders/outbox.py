@@ -39,6 +39,7 @@ the installed trigger back and checks them.
 
 import logging
 import uuid
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +47,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -74,6 +75,7 @@ FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=6)
 PENDING = [State.DUE, State.SENDING]
 SUPPRESSED = "not sent: mail to this address came back (a suppressed address)"
+CAPPED = "not sent today: the address had NOTICE_DAILY_CAP notices for this robot today"
 
 
 @dataclass(frozen=True)
@@ -395,9 +397,46 @@ def claim(limit: int) -> tuple[uuid.UUID, list[Order]]:
                 state=State.FAILED, claim=None, claimed_until=None, last_error=SUPPRESSED
             )
             mine = [o for o in mine if o.pk not in barred]
+        if capped := _over_the_daily_cap(mine):  # due again at the factory's next midnight
+            Order.objects.filter(pk__in=capped).update(
+                state=State.DUE,
+                claim=None,
+                claimed_until=None,
+                next_attempt_at=_next_midnight(),
+                last_error=CAPPED,
+            )
+            mine = [o for o in mine if o.pk not in capped]
         for claimed, secret in zip(mine, StopLink.issue([o.customer for o in mine]), strict=True):
             claimed.stop_secret = secret
     return tag, mine
+
+
+def _over_the_daily_cap(orders: list[Order]) -> list[int]:
+    """Those of `orders` whose inbox has had NOTICE_DAILY_CAP notices for their serial today,
+    counting the batch's own in order: an arrival's notices keep the cap, as placing does."""
+    today = timezone.localdate()
+    sent = (
+        Order.objects.filter(
+            sent_on=today,
+            customer__inbox__in={o.customer.inbox for o in orders},
+            version_id__in={o.version_id for o in orders},
+        )
+        .values_list("customer__inbox", "version_id")
+        .annotate(n=Sum("sent_that_day"))
+    )
+    counts = Counter({(inbox, version): n for inbox, version, n in sent})
+    over = []
+    for o in orders:
+        key = (o.customer.inbox, o.version_id)
+        if counts[key] >= settings.NOTICE_DAILY_CAP:
+            over.append(o.pk)
+        counts[key] += 1
+    return over
+
+
+def _next_midnight() -> datetime:
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    return timezone.make_aware(datetime.combine(tomorrow, datetime.min.time()))
 
 
 def take(tag: uuid.UUID, order: Order) -> bool:

@@ -480,6 +480,24 @@ class DailyCapTests(NoticeTestCase):
 
         self.assertEqual(len(server.recipients()), 4)
 
+    def test_arrivals_keep_the_cap_too_and_the_rest_goes_the_next_day(self):
+        # Each placing waits for a robot (mailed for the serial moments ago), each robot
+        # makes it due: the cap is kept where the message is made, whatever made it due.
+        with smtp_server() as server:
+            for _ in range(6):
+                place("R2-D2", "ann@example.com", "ann+again@example.com")
+                produce("R2-D2")
+                drain()
+            self.assertEqual(len(server.recipients()), 3)
+            waiting = Order.objects.filter(state="due", next_attempt_at__gt=timezone.now())
+            self.assertEqual(waiting.count(), 2)  # held for the next day, not dropped
+            self.assertEqual(waiting.first().next_attempt_at.astimezone().hour, 0)
+
+            Order.objects.update(sent_on=timezone.localdate() - timedelta(days=1))
+            Order.objects.update(next_attempt_at=timezone.now())  # the next day comes
+            drain()
+        self.assertEqual(len(server.recipients()), 5)
+
     def test_the_cap_is_per_serial(self):
         produce("R2-D2")
         produce("R2-A1")
