@@ -85,7 +85,8 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--no-control-socket \
 		--access-logfile - --graceful-timeout 20 & pids="$$pids $$!"; \
-	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr & pids="$$pids $$!"; \
+	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr 2> >($(PY) -m R4C.logs) & \
+	pids="$$pids $$!"; \
 	$(call supervise,rm -rf "$(RUN)")
 
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's

@@ -6,6 +6,9 @@ import copy
 from R4C.settings import LOGGING, WEB_THREADS, WEB_WORKERS
 
 worker_class, workers, threads = "gthread", WEB_WORKERS, WEB_THREADS
+# Longer than nginx keeps an idle connection to it (deploy/nginx-site.conf: 1 s), so that
+# nginx, not gunicorn, closes it: never under a request nginx is sending.
+keepalive = 5
 
 # A copy: logging.config.dictConfig consumes the dict it is given, and Django configures
 # each worker process from LOGGING after gunicorn has configured the master from this.

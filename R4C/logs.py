@@ -7,7 +7,9 @@ access logs all go through these formatters (R4C/settings.py's LOGGING, R4C/guni
 
 import json
 import logging
+import os
 import re
+import sys
 import time
 
 # What no log line may keep: an e-mail address (a server's reply quotes the recipient), a
@@ -85,3 +87,26 @@ class JsonFormatter(TextFormatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+# nginx's error log line: "2026/12/07 17:30:19 [error] 41#41: *7 what happened".
+NGINX_LINE = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
+NGINX_LEVELS = {"debug": "DEBUG", "info": "INFO", "notice": "INFO", "warn": "WARNING"}
+
+
+def nginx_log() -> None:
+    """`python -m R4C.logs`: make serve's nginx error log (standard input) as R4C's own lines
+    (standard error): redacted, and one JSON object a line under LOG_FORMAT=json."""
+    name = os.environ.get("LOG_FORMAT", "text").strip().title() or "Text"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if name == "Json" else TextFormatter())
+    handler.addFilter(Redact())
+    for line in sys.stdin:
+        found = NGINX_LINE.match(line.rstrip("\n"))
+        level, text = found.groups() if found else ("error", line.rstrip("\n"))
+        level = logging.getLevelName(NGINX_LEVELS.get(level, "ERROR"))
+        handler.handle(logging.LogRecord("nginx", level, "", 0, text, None, None))
+
+
+if __name__ == "__main__":
+    nginx_log()

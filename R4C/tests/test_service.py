@@ -6,7 +6,9 @@ server. Requests come as the TLS-terminating proxy forwards them (X-Forwarded-Pr
 Every process started here is stopped, also when a test fails.
 """
 
+import http.client
 import io
+import itertools
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import time
 import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from unittest import skipIf, skipUnless
 
@@ -194,6 +197,86 @@ class ServiceTests(TransactionTestCase):
         self.assertLess(slowest, 1)
         self.assertEqual(post_robot(self.a, "R2-D2", self.key)[0], 400)  # answered, not stuck
 
+    def test_one_address_with_4500_slow_connections_cannot_hold_the_front_door(self):
+        stop = threading.Event()
+        socks = []
+        self.addCleanup(lambda: [sock.close() for sock in socks])
+        self.addCleanup(stop.set)
+        head = b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n"
+        for _ in range(4500):  # each then sends a byte a second, about 1.4 KB/s in all
+            sock = socket.create_connection(("127.0.0.1", self.a), timeout=10)
+            sock.sendall(head)
+            sock.setblocking(False)
+            socks.append(sock)
+
+        def trickle() -> None:
+            while not stop.wait(1):
+                for sock in socks:
+                    with suppress(OSError):
+                        sock.send(b" ")
+
+        threading.Thread(target=trickle, daemon=True).start()
+        time.sleep(2)
+
+        slowest = 0.0
+        for _ in range(10):  # a customer at another address
+            started = time.monotonic()
+            conn = http.client.HTTPConnection(
+                "127.0.0.1", self.a, timeout=10, source_address=("127.0.0.2", 0)
+            )
+            conn.request("GET", "/healthz", headers={"X-Forwarded-Proto": "https"})
+            self.assertEqual(conn.getresponse().status, 200)
+            conn.close()
+            slowest = max(slowest, time.monotonic() - started)
+        refused = 0
+        for sock in socks:
+            with suppress(OSError):
+                refused += sock.recv(20).startswith(b"HTTP/1.1 429")
+        print(
+            f"\n4,500 slow connections: {refused} refused with 429; another address's "
+            f"slowest answer {slowest * 1000:.0f} ms"
+        )
+        self.assertLess(slowest, 1)
+        self.assertGreater(refused, 4000)  # past 256 at once from one address
+
+    def test_what_nginx_answers_itself_is_a_problem_with_the_security_headers(self):
+        cases = [
+            (400, b"GARBAGE\r\n\r\n"),
+            (414, b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (431, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"),
+            # A Transfer-Encoding nginx does not know: its 501 is the client's fault.
+            (400, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        ]
+        for status, raw in cases:
+            with self.subTest(status=status, request=raw[:20]):
+                with socket.create_connection(("127.0.0.1", self.a), timeout=10) as sock:
+                    sock.sendall(raw)
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                head, _, body = answer.partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(f"HTTP/1.1 {status} ".encode()), head)
+                headers = head.decode().lower()
+                self.assertIn("content-type: application/problem+json", headers)
+                self.assertIn("content-security-policy: default-src 'none'", headers)
+                self.assertIn("x-content-type-options: nosniff", headers)
+                self.assertIn("x-frame-options: deny", headers)
+                problem = json.loads(body)
+                self.assertEqual(set(problem), {"type", "title", "status", "detail", "errors"})
+                self.assertEqual(problem["status"], status)
+
+    def test_requests_spaced_around_gunicorn_s_keep_alive_never_meet_a_502(self):
+        Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
+        statuses = []
+        # Around nginx's 1 s and gunicorn's 5 s: a reused upstream connection that gunicorn
+        # closes as nginx sends on it is a 502 nginx does not retry (a POST).
+        pauses = itertools.cycle([0.9, 1.0, 1.1, 1.9, 2.0, 2.1, 4.9, 5.0, 5.1])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            statuses.append(post_robot(self.a, "R2-D2", self.key)[0])
+            time.sleep(next(pauses))
+        self.assertEqual(set(statuses), {201})
+
     def test_a_500_megabyte_upload_is_refused_at_once_and_nothing_is_spooled(self):
         spool = ROOT / f".serve-{self.a}"
         before = sorted(p.relative_to(spool) for p in spool.rglob("*") if p.is_file())
@@ -223,6 +306,10 @@ class ServiceTests(TransactionTestCase):
         self.assertEqual(post_robot(self.b, "R2-XX", self.key)[0], 400)
         self.assertEqual(call(self.b, "GET", "/nowhere")[0], 404)
         self.assertEqual(call(self.b, "GET", "/favicon.ico")[0], 302)
+        # nginx logs this refusal itself, with the request line: a stop secret and a search.
+        secret = "/stop/s3cr3t-never-in-a-log/?q=searched"
+        big = {"Content-Length": str(10**8), "Content-Type": "application/json"}
+        self.assertEqual(call(self.b, "POST", secret, None, big)[0], 413)
         time.sleep(1)  # gunicorn's last lines (the mail went from either service's worker)
 
         lines = service.output()[started:].splitlines()
@@ -236,6 +323,10 @@ class ServiceTests(TransactionTestCase):
         statuses = {e["status"] for e in access}
         self.assertLessEqual({"201", "400", "404", "302"}, statuses)
         self.assertNotIn("favicon", " ".join(e["event"] for e in events if e["level"] != "INFO"))
+        nginx = [e["event"] for e in events if e["logger"] == "nginx"]
+        self.assertTrue(any("too large body" in event for event in nginx), nginx)
+        self.assertNotIn("s3cr3t", service.output())
+        self.assertNotIn("searched", service.output())
 
     def test_every_web_process_answers_the_same_metrics(self):
         for _ in range(5):
