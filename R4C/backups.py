@@ -2,16 +2,25 @@
 
 SQLite is copied with its online backup API, a consistent snapshot while R4C writes;
 PostgreSQL with pg_dump (one transaction's snapshot) in its custom format, restored with
-pg_restore. Either carries the django_migrations table, which is how a restore tells that
-the backup was made by the schema this code expects.
+pg_restore in one transaction. Either carries the django_migrations table, which is how a
+restore tells that the backup was made by the schema this code expects.
+
+A backup is not trusted whole: a restore is all or nothing, and what it restored must be
+the schema the migrations make, object for object (tables, columns, constraints, indexes,
+triggers, functions), compared with a scratch database migrated afresh; SQLite's must also
+pass `PRAGMA integrity_check`. Anything else (a cut dump, corrupt pages, an extra trigger)
+is refused and leaves the target as it was: empty, or, on SQLite, absent.
 """
 
 import os
 import sqlite3
 import subprocess
-from contextlib import closing
+import tempfile
+import uuid
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
@@ -24,6 +33,8 @@ def backup(path: Path) -> None:
     if path.exists():
         raise BackupError(f"{path} exists already; name a new file.")
     partial = path.with_name(path.name + ".partial")
+    # Private before its first byte: it holds every customer's address.
+    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     try:
         if connection.vendor == "sqlite":
             connection.ensure_connection()
@@ -39,21 +50,155 @@ def backup(path: Path) -> None:
 def restore(path: Path) -> None:
     if not path.is_file():
         raise BackupError(f"{path} is not a file.")
-    if connection.introspection.table_names():
+    if not _empty():
         raise BackupError("The database is not empty: restore into a new, empty database.")
-    expected, found = _schema(MigrationLoader(None).graph.leaf_nodes()), _backup_schema(path)
-    if found != expected:
-        raise BackupError(
-            f"The backup was made by schema {_describe(found)}; this R4C has "
-            f"{_describe(expected)}. Restore it with the R4C version that made it, then "
-            "upgrade (manage.py migrate)."
+    here, there = _schema(MigrationLoader(None).graph.leaf_nodes()), _backup_schema(path)
+    if differ := sorted(
+        app for app in here.keys() | there.keys() if here.get(app) != there.get(app)
+    ):
+        said = "; ".join(
+            f"{app}: {there.get(app, 'none')} in it, {here.get(app, 'none')} here"
+            for app in differ
         )
+        raise BackupError(
+            f"The backup was made by another schema ({said}). Restore it with the R4C version "
+            "that made it, then upgrade (manage.py migrate)."
+        )
+    objects = _reference_objects()
     if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        with closing(sqlite3.connect(path)) as source:
-            source.backup(connection.connection)
+        target = Path(connection.settings_dict["NAME"])
+        # immutable: read as it is, with no -wal or -shm file made beside it.
+        with closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as source:
+            _check_whole(source)
+            _check_objects(_objects(source.cursor()), objects)
+            try:
+                with closing(sqlite3.connect(target)) as copy:
+                    source.backup(copy)
+            except sqlite3.Error as error:
+                target.unlink(missing_ok=True)  # as it was: no database there
+                raise BackupError(f"The restore failed: {error}. Nothing was restored.") from None
+        return
+    _run(["pg_restore", "--no-owner", "--single-transaction", f"--dbname={_dsn()}", str(path)])
+    try:
+        with connection.cursor() as cursor:
+            _check_objects(_objects(cursor), objects)
+    except BackupError:
+        with connection.cursor() as cursor:  # back to the empty database it was
+            cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        raise
+
+
+def _empty() -> bool:
+    if connection.vendor == "sqlite":  # looked at without creating the file
+        name = Path(connection.settings_dict["NAME"])
+        if not name.exists():
+            return True
+        with closing(sqlite3.connect(f"file:{name}?mode=ro", uri=True)) as db:
+            return not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    return not connection.introspection.table_names()
+
+
+def _check_whole(db: sqlite3.Connection) -> None:
+    try:
+        verdict = db.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as error:
+        verdict = [(str(error),)]
+    if verdict != [("ok",)]:
+        first = " ".join(verdict[0][0].split())  # one line: it may name pages on several
+        raise BackupError(f"The backup is damaged: {first}. Nothing was restored.")
+
+
+def _check_objects(found: set[tuple], expected: set[tuple]) -> None:
+    extra, missing = sorted(found - expected), sorted(expected - found)
+    if extra or missing:
+        said = [f"not made by R4C's migrations: {_name(extra[0])}" if extra else "",
+                f"missing: {_name(missing[0])}" if missing else ""]  # fmt: skip
+        raise BackupError(
+            f"The backup's schema is not R4C's ({'; '.join(filter(None, said))}; "
+            f"{len(extra)} extra, {len(missing)} missing in all). Nothing was restored."
+        )
+
+
+def _name(entry: tuple) -> str:
+    return f"{entry[0]} {entry[1]}"
+
+
+@contextmanager
+def _scratch():
+    """The default connection pointed at a new scratch database of the same kind for a
+    while, as Django's test runner points it at a test database (so that the migrations'
+    RunPython steps, which use the default alias, write there), then dropped."""
+    saved, name = dict(connection.settings_dict), f"r4c_reference_{uuid.uuid4().hex[:8]}"
+    folder = tempfile.TemporaryDirectory()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # autocommit: no transaction around it
+            cursor.execute(f'CREATE DATABASE "{name}"')
     else:
-        _run(["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={_dsn()}", str(path)])
+        name = str(Path(folder.name) / name)
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    try:
+        yield connection
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        folder.cleanup()
+
+
+def _reference_objects() -> set[tuple]:
+    """The schema R4C's migrations make, as `_objects` lists it."""
+    with _scratch() as scratch:
+        call_command("migrate", verbosity=0, interactive=False)
+        with scratch.cursor() as cursor:
+            return _objects(cursor)
+
+
+# What a schema is made of, each entry (kind, name, definition), on either database.
+OBJECTS = {
+    "sqlite": [
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+    ],
+    "postgresql": [
+        (
+            "SELECT 'table', relname, relpersistence::text FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'S')"
+        ),
+        (
+            "SELECT 'column', table_name || '.' || column_name, data_type || ' ' || is_nullable "
+            "|| ' ' || coalesce(column_default, '') FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        ),
+        (
+            "SELECT 'constraint', conrelid::regclass || '.' || conname, "
+            "pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace"
+        ),
+        "SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+        (
+            "SELECT 'trigger', tgrelid::regclass || '.' || tgname, pg_get_triggerdef(oid) "
+            "FROM pg_trigger WHERE NOT tgisinternal"
+        ),
+        (
+            "SELECT 'function', proname, pg_get_functiondef(oid) FROM pg_proc "
+            "WHERE pronamespace = 'public'::regnamespace"
+        ),
+    ],
+}
+
+
+def _objects(cursor) -> set[tuple]:
+    vendor = "sqlite" if isinstance(cursor, sqlite3.Cursor) else connection.vendor
+    found = set()
+    for query in OBJECTS[vendor]:
+        cursor.execute(query)
+        found |= {
+            (kind, name, " ".join(definition.split()))
+            for kind, name, definition in cursor.fetchall()
+        }
+    return found
 
 
 def _schema(applied) -> dict[str, str]:
@@ -67,7 +212,7 @@ def _schema(applied) -> dict[str, str]:
 def _backup_schema(path: Path) -> dict[str, str]:
     if connection.vendor == "sqlite":
         try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as backup:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as backup:
                 rows = backup.execute("SELECT app, name FROM django_migrations").fetchall()
         except sqlite3.DatabaseError as error:
             raise BackupError(f"{path} is not an SQLite backup of R4C: {error}") from None
@@ -83,10 +228,6 @@ def _backup_schema(path: Path) -> dict[str, str]:
             _, app, name, _ = line.split("\t")
             rows.append((app, name))
     return _schema(rows)
-
-
-def _describe(schema: dict[str, str]) -> str:
-    return ", ".join(f"{app} {name}" for app, name in sorted(schema.items())) or "(none)"
 
 
 def _dsn() -> str:

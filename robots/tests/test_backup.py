@@ -133,9 +133,82 @@ class BackupTests(TransactionTestCase):
 
         self.assertNotEqual(refused.returncode, 0)
         last = refused.stderr.strip().splitlines()[-1]
-        self.assertIn(f"orders {newest[2]}", last)  # what this R4C has
-        self.assertIn("orders 00", last.split("this R4C has")[0])  # what the backup has
-        self.assertEqual(self.tables(restored), 0)  # and it wrote nothing
+        self.assertIn(f"{newest[2]} here", last)  # what this R4C has
+        self.assertRegex(last, r"orders: 00\d\d_\w+ in it")  # what the backup has
+        self.assertNotIn("robots", last)  # only the app that differs
+        self.assert_as_it_was(restored)
+
+    def assert_as_it_was(self, url: str) -> None:
+        """A refused restore wrote nothing: no file where there was none, an empty database."""
+        if url.startswith("sqlite"):
+            self.assertFalse(Path(url.removeprefix("sqlite:///")).exists())
+        else:
+            self.assertEqual(self.tables(url), 0)
+
+    def test_a_backup_is_private_to_its_owner_from_its_first_byte(self):
+        path = self.folder / "r4c.backup"
+        call_command("backup", str(path), stdout=io.StringIO())
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+
+    def test_a_cut_damaged_or_foreign_backup_is_refused_whole_and_the_good_one_restores(self):
+        good = self.folder / "r4c.backup"
+        call_command("backup", str(good), stdout=io.StringIO())
+        data = good.read_bytes()
+        bad = {}
+        for share in (0.97, 0.999):  # cut short, as a full disk or a broken copy leaves it
+            bad[f"cut at {share:.1%}"] = data[: int(len(data) * share)]
+        if connection.vendor == "sqlite":
+            page = 4096  # a data page of robots overwritten with noise
+            damaged = bytearray(data)
+            damaged[page * 3 : page * 3 + 600] = bytes(range(256)) * 2 + bytes(88)
+            bad["with damaged pages"] = bytes(damaged)
+        # A trigger of someone else's, in an otherwise good backup.
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute(
+                    "CREATE TRIGGER smuggled AFTER INSERT ON robots_robot "
+                    "BEGIN DELETE FROM orders_order; END"
+                )
+            else:
+                cursor.execute(
+                    "CREATE FUNCTION smuggled() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN DELETE FROM orders_order; RETURN NEW; END $$"
+                )
+                cursor.execute(
+                    "CREATE TRIGGER smuggled AFTER INSERT ON robots_robot "
+                    "FOR EACH ROW EXECUTE FUNCTION smuggled()"
+                )
+        foreign = self.folder / "foreign.backup"
+        try:
+            call_command("backup", str(foreign), stdout=io.StringIO())
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DROP TRIGGER smuggled"
+                    + (" ON robots_robot" if connection.vendor == "postgresql" else "")
+                )
+                if connection.vendor == "postgresql":
+                    cursor.execute("DROP FUNCTION smuggled()")
+        bad["with a trigger R4C never made"] = foreign.read_bytes()
+
+        restored = self.new_database()
+        for case, content in bad.items():
+            with self.subTest(case=case):
+                path = self.folder / "bad.backup"
+                path.write_bytes(content)
+                refused = self.manage(restored, "restore", str(path))
+                self.assertNotEqual(refused.returncode, 0, refused.stdout)
+                self.assertNotIn("Traceback", refused.stderr)
+                self.assertIn("CommandError", refused.stderr.strip().splitlines()[-1])
+                self.assert_as_it_was(restored)
+        self.assertIn("smuggled", refused.stderr)
+
+        done = self.manage(restored, "restore", str(good))  # the good one, into the same
+        self.assertEqual(done.returncode, 0, done.stderr)
+        orders = "SELECT robot_serial, state FROM orders_order ORDER BY robot_serial"
+        self.assertEqual(self.rows(restored, orders), [("R2-A1", "due"), ("R2-D2", "waiting")])
+        check = self.manage(restored, "check", "--database", "default")
+        self.assertEqual(check.returncode, 0, check.stderr)
 
     def test_it_refuses_to_overwrite_a_file_or_restore_into_a_database_in_use(self):
         path = self.folder / "r4c.backup"
@@ -152,4 +225,4 @@ class BackupTests(TransactionTestCase):
         done = self.manage(restored, "restore", str(path))
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("CommandError", done.stderr.strip().splitlines()[-1])
-        self.assertEqual(self.tables(restored), 0)
+        self.assert_as_it_was(restored)
