@@ -73,14 +73,15 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	exit 1; }
 	@# Settings first: a missing or bad one stops here, in one line, before any migration.
 	@$(PY) manage.py check_serving
-	rm -rf "$(RUN)" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
-	sed -e 's|@RUN@|$(RUN)|g' deploy/nginx.conf > "$(RUN)/nginx.conf"
-	sed -e 's|@LISTEN@|$(HOST):$(PORT)|g; s|@SOCKET@|$(RUN)/web.sock|g' deploy/nginx-site.conf \
+	@# Quiet from here on: every line it prints is a log line (JSON under LOG_FORMAT=json).
+	@rm -rf "$(RUN)" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
+	@sed -e 's|@RUN@|$(RUN)|g' deploy/nginx.conf > "$(RUN)/nginx.conf"
+	@sed -e 's|@LISTEN@|$(HOST):$(PORT)|g; s|@SOCKET@|$(RUN)/web.sock|g' deploy/nginx-site.conf \
 		> "$(RUN)/site.conf"
 	@# As root (a container), nginx's workers would run as nobody, who may not reach the socket.
 	@[ "$$(id -u)" != 0 ] || sed -i '1i user root;' "$(RUN)/nginx.conf"
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@$(PY) manage.py migrate --noinput --verbosity 0
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@$(KEEP_WORKER) & pids=$$!; \
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--no-control-socket \

@@ -21,8 +21,10 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.migrations.loader import MigrationLoader
+
+from robots.management.commands.check_serving import unreachable
 
 
 class BackupError(Exception):
@@ -50,7 +52,11 @@ def backup(path: Path) -> None:
 def restore(path: Path) -> None:
     if not path.is_file():
         raise BackupError(f"{path} is not a file.")
-    if not _empty():
+    try:
+        empty = _empty()
+    except OperationalError as error:  # no such database, refused, a wrong password
+        raise BackupError(unreachable(error)) from None
+    if not empty:
         raise BackupError("The database is not empty: restore into a new, empty database.")
     here, there = _schema(MigrationLoader(None).graph.leaf_nodes()), _backup_schema(path)
     if differ := sorted(

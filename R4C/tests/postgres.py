@@ -71,6 +71,7 @@ class Server:
             "pg_basebackup",
             *("-h", primary.host, "-p", str(primary.port), "-U", "postgres"),
             *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+            "--checkpoint=fast",  # not a spread one, which may take minutes
         )
 
     def start(self, *settings: str) -> None:

@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -88,6 +89,33 @@ class MakeTests(SimpleTestCase):
                 self.assertIn("R4C cannot start", said[0])
                 self.assertNotIn("Traceback", output)
                 self.assertNotIn("Applying", output)  # no migration ran
+
+    def test_a_database_that_cannot_be_reached_stops_start_up_in_one_line_naming_it(self):
+        for url, reason in [
+            ("postgres://postgres@127.0.0.1:5432/r4c_never_made", "does not exist"),
+            (f"postgres://postgres@127.0.0.1:{free_port()}/r4c", "refused"),
+        ]:
+            for target in ("make serve", "manage.py restore"):
+                with self.subTest(target=target, reason=reason):
+                    if target == "make serve":
+                        process, _, log = start("serve", DATABASE_URL=url)
+                        self.addCleanup(self.finish, process)
+                        self.assertNotEqual(process.wait(60), 0)
+                        output = log.read_text()
+                    else:
+                        run = subprocess.run(
+                            [sys.executable, "manage.py", "restore", __file__],
+                            cwd=ROOT, env=environment(DATABASE_URL=url), capture_output=True,
+                            text=True, check=False,
+                        )  # fmt: skip
+                        self.assertNotEqual(run.returncode, 0)
+                        output = run.stderr
+                    said = [line for line in output.splitlines() if "cannot be reached" in line]
+                    self.assertEqual(len(said), 1, output)
+                    self.assertIn(reason, said[0])
+                    self.assertIn("r4c", said[0])
+                    self.assertNotIn("Traceback", output)
+                    self.assertNotIn("Applying", output)
 
     def test_sigterm_to_make_or_a_hangup_stops_everything_and_frees_the_port(self):
         for target in ("run", "serve"):
