@@ -25,8 +25,8 @@ def need(*programs: str) -> None:
     if not missing:
         return
     message = (
-        f"{', '.join(missing)} not on PATH: `make tools` installs Debian's chromium, "
-        "chromium-driver, libreoffice-calc-nogui and prometheus (as root or through sudo)"
+        f"{', '.join(missing)} not on PATH: `make tools` installs what make check needs from "
+        "Debian's packages (the Makefile's CHECK_PACKAGES), as root or through sudo"
     )
     if os.environ.get("CI"):
         raise AssertionError(message)

@@ -20,9 +20,8 @@ class Command(BaseCommand):
             raise CommandError(f"Not an e-mail address: {' '.join(error.messages)}") from None
         # The address is not repeated: this output may end up in logs.
         if forgotten:
-            self.stdout.write(
-                self.style.SUCCESS(f"The customer is forgotten, and {entries} admin log entries.")
-            )
+            erased = f", and {entries} admin log entries that named them" if entries else ""
+            self.stdout.write(self.style.SUCCESS(f"The customer is forgotten{erased}."))
         elif entries:
             self.stdout.write(
                 self.style.SUCCESS(

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "recipient",
             nargs="*",
-            help="the address the message came to (Postfix pipe: ${recipient}); else "
+            help="the address the message came to (Postfix pipe: ${original_recipient}); else "
             "$ORIGINAL_RECIPIENT or $RECIPIENT as the MTA sets them, else its headers",
         )
 
