@@ -10,12 +10,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 
 from django.utils import timezone
 
-from orders.tests.smtp import free_port
+from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.world import database_url, environment, listen_url, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +168,19 @@ def manage(url: str, *args: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def serve_on(test, url: str, **settings: str) -> tuple[Service, object]:
+    """`make serve` on the database at `url`, mailing through a server of its own, with the
+    demo catalog and an API key (`service.key`): stopped when `test` ends. (service, mailbox)"""
+    smtp = smtp_server()
+    mailbox = smtp.__enter__()
+    test.addCleanup(smtp.__exit__, None, None, None)
+    logs = tempfile.TemporaryDirectory()
+    test.addCleanup(logs.cleanup)
+    service = Service(mailbox.port, logs.name, DATABASE_URL=url, LOG_LEVEL="INFO", **settings)
+    test.addCleanup(service.stop)
+    test.assertTrue(wait_for(service.ready, 90), service.output())
+    manage(url, "load_demo_catalog")
+    service.key = manage(url, "create_api_key", "line")
+    return service, mailbox

@@ -6,7 +6,6 @@ promoted, for real: two PostgreSQL servers of the test's own on 127.0.0.2 and 12
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -19,9 +18,9 @@ import pytest
 from django.db import connection
 from django.test import SimpleTestCase
 
-from orders.tests.smtp import free_port, smtp_server
+from orders.tests.smtp import free_port
 from R4C.tests import postgres
-from R4C.tests.service import Service, call, manage, order, post_robot
+from R4C.tests.service import call, order, post_robot, serve_on
 from R4C.tests.world import wait_for
 
 pytestmark = pytest.mark.slow
@@ -57,22 +56,8 @@ class FailoverTests(SimpleTestCase):
             f"postgres://postgres@{PRIMARY},{STANDBY}:{port}/r4c"
             "?target_session_attrs=read-write&connect_timeout=2"
         )
-        smtp = smtp_server()
-        self.mailbox = smtp.__enter__()
-        self.addCleanup(smtp.__exit__, None, None, None)
-        logs = tempfile.TemporaryDirectory()
-        self.addCleanup(logs.cleanup)
-        self.service = Service(
-            self.mailbox.port,
-            logs.name,
-            DATABASE_URL=self.url,
-            LOG_LEVEL="INFO",
-            PGAPPNAME="r4c-drill",
-        )
-        self.addCleanup(self.service.stop)
-        self.assertTrue(wait_for(self.service.ready, 90), self.service.output())
-        manage(self.url, "load_demo_catalog")
-        self.key = manage(self.url, "create_api_key", "drill")
+        self.service, self.mailbox = serve_on(self, self.url, PGAPPNAME="r4c-drill")
+        self.key = self.service.key
 
     def test_a_primary_that_crashes_under_traffic_loses_nothing_acknowledged(self):
         port = self.service.port

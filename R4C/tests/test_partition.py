@@ -9,7 +9,6 @@ of it as in production.
 import os
 import re
 import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
 from unittest import skipIf, skipUnless
@@ -18,9 +17,9 @@ import pytest
 from django.db import connection
 from django.test import SimpleTestCase
 
-from orders.tests.smtp import free_port, smtp_server
+from orders.tests.smtp import free_port
 from R4C.tests import postgres
-from R4C.tests.service import Service, call, manage, order, post_robot
+from R4C.tests.service import call, order, post_robot, serve_on
 from R4C.tests.world import wait_for
 
 pytestmark = pytest.mark.slow
@@ -64,18 +63,8 @@ class PartitionTests(SimpleTestCase):
         self.database.sql("CREATE DATABASE r4c")
         self.url = f"postgres://postgres@{DB_SIDE}:{self.database.port}/r4c"
 
-        smtp = smtp_server()
-        self.mailbox = smtp.__enter__()
-        self.addCleanup(smtp.__exit__, None, None, None)
-        logs = tempfile.TemporaryDirectory()
-        self.addCleanup(logs.cleanup)
-        self.service = Service(
-            self.mailbox.port, logs.name, DATABASE_URL=self.url, LOG_LEVEL="INFO"
-        )
-        self.addCleanup(self.service.stop)
-        self.assertTrue(wait_for(self.service.ready, 90), self.service.output())
-        manage(self.url, "load_demo_catalog")
-        self.key = manage(self.url, "create_api_key", "line")
+        self.service, self.mailbox = serve_on(self, self.url)
+        self.key = self.service.key
         self.inside = inside
 
     def test_a_database_that_vanishes_is_noticed_within_10_s_and_found_again(self):
