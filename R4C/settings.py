@@ -12,11 +12,13 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
-from dotenv import load_dotenv
+from dotenv import dotenv_values, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Variables already in the environment win over `.env`, so a command line can override it.
+# make run says which of what it uses came from `.env` (manage.py check_serving).
+FROM_DOTENV = set(dotenv_values(BASE_DIR / ".env")) - set(os.environ)
 load_dotenv(BASE_DIR / ".env")
 
 _TRUE = {"1", "true", "yes", "on"}

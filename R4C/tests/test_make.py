@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.test import SimpleTestCase
 
@@ -116,6 +117,42 @@ class MakeTests(SimpleTestCase):
                     self.assertIn("r4c", said[0])
                     self.assertNotIn("Traceback", output)
                     self.assertNotIn("Applying", output)
+
+    def test_make_run_says_first_what_it_uses_and_what_came_from_dot_env(self):
+        dotenv = ROOT / ".env"
+        if dotenv.exists():
+            self.skipTest("a .env of the developer's own is in the way")
+        admin = psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True)
+        self.addCleanup(admin.close)
+        admin.execute("DROP DATABASE IF EXISTS r4c_make_run")
+        admin.execute("CREATE DATABASE r4c_make_run")
+        self.addCleanup(admin.execute, "DROP DATABASE r4c_make_run WITH (FORCE)")
+        dotenv.write_text(
+            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/r4c_make_run\n"
+            "EMAIL_HOST=127.0.0.1\nEMAIL_PORT=2525\n"
+        )
+        self.addCleanup(dotenv.unlink)
+        unset = ("DATABASE_URL", "EMAIL_HOST", "EMAIL_PORT", "SITE_URL")
+        env = {k: v for k, v in environment().items() if k not in unset}
+        log, port = Path(tempfile.mkdtemp()) / "make.log", free_port()
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env | {"PORT": str(port)},
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.addCleanup(self.finish, process)
+        self.assertTrue(wait_for(lambda: "Links in the mail" in log.read_text(), 60))
+        self.assertEqual(
+            log.read_text().splitlines()[:3],
+            [
+                "Database: PostgreSQL 'r4c_make_run' at 127.0.0.1:5432 (from .env)",
+                "Mail: SMTP 127.0.0.1:2525 (from .env)",
+                f"Links in the mail: http://127.0.0.1:{port}",
+            ],
+        )
 
     def test_sigterm_to_make_or_a_hangup_stops_everything_and_frees_the_port(self):
         for target in ("run", "serve"):
