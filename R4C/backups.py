@@ -75,7 +75,7 @@ def restore(path: Path) -> None:
         target = Path(connection.settings_dict["NAME"])
         # immutable: read as it is, with no -wal or -shm file made beside it.
         with closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as source:
-            _check_whole(source)
+            _check_whole(source, path)
             _check_objects(_objects(source.cursor()), objects)
             try:
                 with closing(sqlite3.connect(target)) as copy:
@@ -104,7 +104,14 @@ def _empty() -> bool:
     return not connection.introspection.table_names()
 
 
-def _check_whole(db: sqlite3.Connection) -> None:
+def _check_whole(db: sqlite3.Connection, path: Path) -> None:
+    # The header says how many pages of what size the file holds (offsets 16 and 28): a file
+    # cut short may lose only free pages, which integrity_check does not read.
+    with path.open("rb") as file:
+        header = file.read(100)
+    size = int.from_bytes(header[16:18])
+    if path.stat().st_size < (65536 if size == 1 else size) * int.from_bytes(header[28:32]):
+        raise BackupError("The backup is cut short. Nothing was restored.")
     try:
         verdict = db.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.DatabaseError as error:

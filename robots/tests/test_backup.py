@@ -157,10 +157,15 @@ class BackupTests(TransactionTestCase):
         bad = {}
         for share in (0.97, 0.999):  # cut short, as a full disk or a broken copy leaves it
             bad[f"cut at {share:.1%}"] = data[: int(len(data) * share)]
-        if connection.vendor == "sqlite":
-            page = 4096  # a data page of robots overwritten with noise
+        if connection.vendor == "sqlite":  # the page that holds the orders, overwritten
+            with closing(sqlite3.connect(good)) as db:
+                [(root,)] = db.execute(
+                    "SELECT rootpage FROM sqlite_master WHERE name = ?", ["orders_order"]
+                )
+                size = db.execute("PRAGMA page_size").fetchone()[0]
             damaged = bytearray(data)
-            damaged[page * 3 : page * 3 + 600] = bytes(range(256)) * 2 + bytes(88)
+            start = (root - 1) * size + 8
+            damaged[start : start + 600] = bytes(range(256)) * 2 + bytes(88)
             bad["with damaged pages"] = bytes(damaged)
         # A trigger of someone else's, in an otherwise good backup.
         with connection.cursor() as cursor:
