@@ -154,7 +154,8 @@ check: lint tools units node_modules/axe-core/axe.min.js
 # PgBouncer in transaction mode (R4C/tests/pgbouncer.ini) in front of the local PostgreSQL,
 # with docs/production.md's settings: DATABASE_POOLED, the worker's LISTEN direct. As root,
 # PgBouncer runs as postgres (it refuses root).
-POOLER_PORT ?= 6432
+# Not PgBouncer's 6432, which one of the machine's own may hold.
+POOLER_PORT ?= 16432
 POOLED_TESTS ?= R4C/tests/test_service.py R4C/tests/test_pooler.py orders/tests/test_send_notices.py
 check-pooled: $(VENV)/.dev
 	@run=$$(mktemp -d) && trap 'kill $$(cat "$$run/pgbouncer.pid") 2>/dev/null; rm -rf "$$run"' EXIT && \
