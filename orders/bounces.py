@@ -19,7 +19,7 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 
 from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -70,9 +70,9 @@ def status_in(text: str) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """One address that a message reports on: `kind`, `status` and `diagnostic` as it says."""
+    """What a message reports about its notice: `kind`, `status` and `diagnostic` as it says
+    (which notice, and so which address, only its signed tag tells: `notice_for`)."""
 
-    address: str
     kind: str
     status: str = ""
     diagnostic: str = ""
@@ -87,11 +87,8 @@ def findings(message: Message) -> list[Finding]:
     warning is no failure: the message may yet arrive), or the failures a non-standard
     bounce names (flufl.bounce's detectors)."""
     if _is_report(message, "feedback-report"):
-        report = _fields(_part(message, "message/feedback-report"))
-        original = _original(message)
-        to = report.get("original-rcpt-to") or (original.get("To") if original else "") or ""
-        kind = report.get("feedback-type", "abuse")
-        return [Finding(parseaddr(to)[1], Bounce.Kind.COMPLAINT, "", f"feedback report: {kind}")]
+        kind = _fields(_part(message, "message/feedback-report")).get("feedback-type", "abuse")
+        return [Finding(Bounce.Kind.COMPLAINT, "", f"feedback report: {kind}")]
     if _is_report(message, "delivery-status"):
         found = []
         part = _part(message, "message/delivery-status")
@@ -100,10 +97,8 @@ def findings(message: Message) -> list[Finding]:
             status = status_in(block.get("status", ""))
             if action != "failed" or not status:
                 continue
-            recipient = block.get("final-recipient") or block.get("original-recipient", "")
             diagnostic = " ".join(block.get("diagnostic-code", "").split())
-            address = recipient.partition(";")[2].strip() or recipient
-            found.append(Finding(address, kind_of(status), status, diagnostic))
+            found.append(Finding(kind_of(status), status, diagnostic))
         return found
     temporary, permanent = all_failures(message)
     text = _text(message, headers=False)
@@ -116,7 +111,7 @@ def findings(message: Message) -> list[Finding]:
             status = status_in(after[:500]) or default
             paragraph = re.split(r"\n[ \t]*\n", after[len(address) : 1000])[0]
             diagnostic = " ".join(paragraph.split()).strip(">: ")
-            found.append(Finding(address, kind_of(status), status, diagnostic))
+            found.append(Finding(kind_of(status), status, diagnostic))
     return found
 
 
