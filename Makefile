@@ -32,6 +32,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 	touch $@ $(VENV)/.runtime
 
 # The servers run in the background of the recipe's shell, which waits for any to end.
+# nginx's log filter (python -m R4C.logs) ignores the stop signals: it ends when nginx does,
+# and a Ctrl-C that finds it starting must not print its traceback.
 # Ctrl-C, SIGTERM (make passes it on when it gets it alone, as from a supervisor) or a
 # terminal's hangup stops them all and their children (runserver's reloader's), and a
 # normal stop is no error; then $(1) cleans up.
@@ -86,7 +88,8 @@ serve: $(VENV)/.runtime $(MESSAGES)
 	$(VENV)/bin/gunicorn R4C.wsgi -c python:R4C.gunicorn_conf --bind "unix:$(RUN)/web.sock" \
 		--no-control-socket \
 		--access-logfile - --graceful-timeout 20 & pids="$$pids $$!"; \
-	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr 2> >($(PY) -m R4C.logs) & \
+	"$(NGINX)" -p "$(RUN)" -c "$(RUN)/nginx.conf" -e stderr \
+		2> >(trap '' INT TERM HUP; exec $(PY) -m R4C.logs) & \
 	pids="$$pids $$!"; \
 	$(call supervise,rm -rf "$(RUN)")
 
