@@ -21,14 +21,20 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from django.core.management import call_command
-from django.db import OperationalError, connection
+from django.db import OperationalError, ProgrammingError, connection
 from django.db.migrations.loader import MigrationLoader
-
-from robots.management.commands.check_serving import unreachable
 
 
 class BackupError(Exception):
     pass
+
+
+def unreachable(error: Exception) -> str:
+    """One line: which database, and why it cannot be reached."""
+    db = connection.settings_dict
+    where = db["NAME"] if connection.vendor == "sqlite" else f"{db['NAME']!r} at {db['HOST']}"
+    reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"The database {where} cannot be reached: {reason}"
 
 
 def backup(path: Path) -> None:
@@ -144,8 +150,14 @@ def _scratch():
     saved, name = dict(connection.settings_dict), f"r4c_reference_{uuid.uuid4().hex[:8]}"
     folder = tempfile.TemporaryDirectory()
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:  # autocommit: no transaction around it
-            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with connection.cursor() as cursor:  # autocommit: no transaction around it
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        except ProgrammingError as error:  # a role without CREATEDB
+            raise BackupError(
+                f"{error}: a restore compares what it restored with a scratch database it "
+                f"migrates; let {saved['USER']} make one (ALTER ROLE {saved['USER']} CREATEDB)."
+            ) from None
     else:
         name = str(Path(folder.name) / name)
     connection.close()

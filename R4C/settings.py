@@ -8,6 +8,7 @@ import zoneinfo
 from datetime import timedelta
 from ipaddress import ip_network
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -410,10 +411,13 @@ SITE_URL = env_str("SITE_URL").rstrip("/") or (
 )
 # How a customer reaches the factory (a phone number, an address), below each notice's text.
 FACTORY_CONTACT = env_str("FACTORY_CONTACT")
-if SITE_URL and not DEBUG and not SITE_URL.startswith("https://"):
+# Plain http:// only to try the production form on this machine, before its TLS proxy.
+_this_machine = urlsplit(SITE_URL).hostname in {"127.0.0.1", "localhost", "::1"} and not HTTPS
+if SITE_URL and not DEBUG and not SITE_URL.startswith("https://") and not _this_machine:
     raise ImproperlyConfigured(
         f"SITE_URL={SITE_URL!r} is not valid: with DEBUG off, use the https:// address "
-        "customers reach R4C at (e.g. https://r4c.example.com); the links in the mail use it."
+        "customers reach R4C at (e.g. https://r4c.example.com); the links in the mail use it. "
+        "(http://127.0.0.1:PORT only with HTTPS=false, to try it on this machine.)"
     )
 
 _log_level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})

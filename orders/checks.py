@@ -1,21 +1,46 @@
-"""`manage.py check --deploy`: can the notices go out, from a domain mail can come from?"""
+"""`manage.py check --deploy`: can the notices go out, from a domain mail can come from, with
+links that lead somewhere? `check_serving` refuses the placeholders too."""
 
 import ipaddress
 from email.utils import parseaddr
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 SITE_URL_MISSING = (
     "SITE_URL is not set: every notice carries a link to stop mail, made from it. "
     "Set it to the https:// address customers reach R4C at."
 )
-# Names that never resolve on the internet (RFC 2606, RFC 6761, RFC 6762).
-RESERVED = ("localhost", "local", "invalid", "test")
+# Names no one can own (RFC 2606, RFC 6761): a value at one is a placeholder left in.
+RESERVED = ("example", "test", "invalid", "localhost")
+EXAMPLES = ("example.com", "example.net", "example.org")
 
 
 def _domain(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2].lower().rstrip(".")
+
+
+def _reserved(domain: str) -> bool:
+    return domain.rsplit(".", 1)[-1] in RESERVED or any(
+        f".{domain}".endswith(f".{example}") for example in EXAMPLES
+    )
+
+
+def placeholders() -> list[str]:
+    """The identity settings still at a reserved domain, each as "NAME=value is at …". A site
+    on this machine (localhost, 127.0.0.1) stays allowed, to try the service before its proxy."""
+    site = (urlsplit(settings.SITE_URL).hostname or "").rstrip(".")
+    found = []
+    if _reserved(site) and site != "localhost" and not site.endswith(".localhost"):
+        found.append(("SITE_URL", settings.SITE_URL, site))
+    for name in ("DEFAULT_FROM_EMAIL", "BOUNCE_ADDRESS"):
+        if _reserved(domain := _domain(getattr(settings, name))):
+            found.append((name, getattr(settings, name), domain))
+    return [
+        f"{name}={value!r} is at {domain}, a reserved name no one owns: set the factory's own"
+        for name, value, domain in found
+    ]
 
 
 def sender_domain_problem(sender: str) -> str:
@@ -28,8 +53,8 @@ def sender_domain_problem(sender: str) -> str:
         return f"is at an IP address ({domain}), which SPF, DKIM and DMARC cannot vouch for"
     except ValueError:
         pass
-    if domain.rsplit(".", 1)[-1] in RESERVED:
-        return f"is at {domain}, a reserved name that no one outside can check"
+    if domain.rsplit(".", 1)[-1] == "local":  # multicast DNS (RFC 6762)
+        return f"is at {domain}, a name only this network resolves"
     if "." not in domain:
         return f"is at {domain}, a host name without a dot, not a mail domain"
     return ""
@@ -37,13 +62,22 @@ def sender_domain_problem(sender: str) -> str:
 
 @register(Tags.security, deploy=True)
 def check_mail_settings(app_configs, **kwargs) -> list[Warning]:
-    found = []
+    found = [Error(problem, id="orders.E001") for problem in placeholders()]
     if not settings.SITE_URL:
         found.append(
             Warning(
                 "SITE_URL is not set: the mail worker will not start without it.",
                 hint="Set it to the https:// address customers reach R4C at.",
                 id="orders.W002",
+            )
+        )
+    if not settings.FACTORY_CONTACT:
+        found.append(
+            Warning(
+                "FACTORY_CONTACT is empty: the notice asks the customer to contact the factory "
+                "and gives no way to.",
+                hint="Set it to a phone number or an address customers can reach.",
+                id="orders.W005",
             )
         )
     sender = _domain(settings.DEFAULT_FROM_EMAIL)

@@ -17,7 +17,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from orders.tests.smtp import free_port, smtp_server
-from R4C.tests.world import database_url, environment, listen_url, wait_for
+from R4C.tests.world import IDENTITY, database_url, environment, listen_url, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "r4c-service"  # how the services' database connections are told apart
@@ -89,6 +89,7 @@ class Service:
             ["make", "--no-print-directory", "serve"],
             cwd=ROOT,
             env=env
+            | IDENTITY
             | {
                 "LISTEN_DATABASE_URL": listen_url(),
                 "PORT": str(self.port),

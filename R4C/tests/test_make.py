@@ -34,7 +34,6 @@ def start(target: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
                 "PORT": str(port),
                 "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
                 "SECRET_KEY": "make-test-" + "k" * 40,
-                "SITE_URL": "https://r4c.example.com",
             }
             | env
         ),

@@ -433,26 +433,6 @@ class ServiceTests(TransactionTestCase):
                 with self.subTest(where=where, what=what):
                     self.assertNotIn(what.encode(), content.lower())
 
-    def test_the_first_steps_of_docs_production_md_work_as_written(self):
-        text = (ROOT / "docs" / "production.md").read_text()
-        steps = re.search(r"the first steps \(.*?```sh\n(.*?)```", text, re.DOTALL).group(1)
-        # As the operator's proxy passes it on: the same request, over HTTPS.
-        curl = "curl() { command curl -sS -H 'X-Forwarded-Proto: https' \"$@\"; }\n"
-        steps = steps.replace("https://r4c.example.com", f"http://127.0.0.1:{self.a}")
-        run = subprocess.run(
-            ["bash", "-ec", curl + steps],
-            cwd=ROOT,
-            env=environment(DATABASE_URL=database_url(), SECRET_KEY="first-steps-" + "k" * 40),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        self.assertEqual(run.returncode, 0, run.stderr)
-        self.assertIn("\nHTTP/1.1 201 Created\n", run.stdout.replace("\r\n", "\n"), run.stdout)
-        self.assertEqual(Robot.objects.get().serial, "R2-D2")
-        self.assertTrue(User.objects.filter(username="director", is_superuser=True).exists())
-
     def test_the_api_answers_in_production_as_its_contract_says(self):
         Version.objects.create(model=Model.objects.create(name="R2"), name="D2")
         url = f"http://127.0.0.1:{self.a}"

@@ -231,3 +231,24 @@ class BackupTests(TransactionTestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("CommandError", done.stderr.strip().splitlines()[-1])
         self.assert_as_it_was(restored)
+
+    @pytest.mark.skipif("connection.vendor != 'postgresql'")
+    def test_a_role_that_may_not_make_the_scratch_database_is_told_so_in_one_line(self):
+        call_command("backup", str(path := self.folder / "r4c.backup"), stdout=io.StringIO())
+        role = "r4c_no_createdb"
+        with psycopg.connect(database_url(), autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+        self.addCleanup(self.drop_role, role)  # after its database is dropped
+        url = self.new_database()
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(database_url(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" OWNER TO {role}')
+        done = self.manage(url.replace("://postgres@", f"://{role}@"), "restore", str(path))
+        self.assertEqual(done.returncode, 1, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        self.assertIn(f"ALTER ROLE {role} CREATEDB", line)
+        self.assert_as_it_was(url)
+
+    def drop_role(self, role: str) -> None:
+        with psycopg.connect(database_url(), autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")

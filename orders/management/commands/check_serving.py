@@ -2,7 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
-from orders.checks import SITE_URL_MISSING
+from orders.checks import SITE_URL_MISSING, placeholders
+from R4C.backups import unreachable
 
 
 class Command(BaseCommand):
@@ -18,6 +19,8 @@ class Command(BaseCommand):
         settings.SECRET_KEY  # noqa: B018
         if not settings.SITE_URL:
             raise CommandError(SITE_URL_MISSING)
+        if not settings.DEBUG and (found := placeholders()):
+            raise CommandError("; ".join(found))
         # Before any migration: a database that does not exist, refuses the connection or
         # the password is named in one line, not in migrate's traceback.
         try:
@@ -45,11 +48,3 @@ def uses() -> list[str]:
         said(f"Mail: {to}", "EMAIL_HOST", "EMAIL_PORT"),
         said(f"Links in the mail: {settings.SITE_URL}", "SITE_URL"),
     ]
-
-
-def unreachable(error: Exception) -> str:
-    """One line: which database, and why it cannot be reached."""
-    db = connection.settings_dict
-    where = db["NAME"] if connection.vendor == "sqlite" else f"{db['NAME']!r} at {db['HOST']}"
-    reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return f"The database {where} cannot be reached: {reason}"
