@@ -70,9 +70,9 @@ serve: export DEBUG = false
 # Where gunicorn's processes leave their request metrics for /metrics to sum (emptied at start).
 serve: export PROMETHEUS_MULTIPROC_DIR ?= $(RUN)/metrics
 serve: $(VENV)/.runtime $(MESSAGES)
-	@test -x "$(NGINX)" || { \
-	echo "make serve puts nginx in front of gunicorn: install it (Debian: apt-get install nginx)."; \
-	exit 1; }
+	@test -x "$(NGINX)" && test -f /usr/lib/nginx/modules/ngx_http_lua_module.so || { \
+	echo "make serve puts nginx with Lua in front of gunicorn: install them (Debian: \
+	apt-get install nginx libnginx-mod-http-lua)."; exit 1; }
 	@# Settings first: a missing or bad one stops here, in one line, before any migration.
 	@$(PY) manage.py check_serving
 	@# Quiet from here on: every line it prints is a log line (JSON under LOG_FORMAT=json).
@@ -95,16 +95,17 @@ serve: $(VENV)/.runtime $(MESSAGES)
 
 # What make check needs from Debian's packages: Chromium, its WebDriver and LibreOffice's
 # spreadsheet for the browser and print tests, promtool (package prometheus) for the alert
-# rules, pg_dump for PostgreSQL's backups, nginx for make serve, pdftoppm (poppler-utils) to
+# rules, pg_dump for PostgreSQL's backups, nginx and its Lua module for make serve, pdftoppm (poppler-utils) to
 # look at the printed report, systemd-analyze for the units, PostgreSQL's server programs,
 # iproute2 and iptables for the failover and partition drills, PgBouncer for the pooler's
 # tests (installed once, as root or through sudo).
 CHECK_PACKAGES := chromium chromium-driver libreoffice-calc-nogui prometheus postgresql-client \
-	nginx poppler-utils systemd postgresql iproute2 iptables pgbouncer
+	nginx libnginx-mod-http-lua poppler-utils systemd postgresql iproute2 iptables pgbouncer
 tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
 	command -v soffice >/dev/null && command -v promtool >/dev/null && \
 	command -v pg_dump >/dev/null && test -x "$(NGINX)" && command -v pdftoppm >/dev/null && \
+	test -f /usr/lib/nginx/modules/ngx_http_lua_module.so && \
 	command -v systemd-analyze >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null && \
 	command -v ip >/dev/null && command -v iptables >/dev/null && \
 	command -v pgbouncer >/dev/null || { \

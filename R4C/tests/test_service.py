@@ -197,6 +197,28 @@ class ServiceTests(TransactionTestCase):
         self.assertLess(slowest, 1)
         self.assertEqual(post_robot(self.a, "R2-D2", self.key)[0], 400)  # answered, not stuck
 
+    def test_a_body_trickled_within_each_read_timeout_is_cut_off_after_30_s(self):
+        body = b'{"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}'
+        with socket.create_connection(("127.0.0.1", self.a), timeout=5) as sock:
+            sock.sendall(
+                b"POST /add_robot/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Authorization: Bearer {self.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            )
+            started, answer = time.monotonic(), None
+            for byte in body:  # a byte every 2 s: each pause well within the 10 s per read
+                with suppress(TimeoutError):
+                    sock.settimeout(2)
+                    answer = sock.recv(100)
+                    break
+                with suppress(OSError):
+                    sock.send(bytes([byte]))
+            held = time.monotonic() - started
+        self.assertEqual(answer, b"")  # dropped, unanswered, as nginx drops a stalled read
+        self.assertGreater(held, 29)
+        self.assertLess(held, 35)
+        self.assertEqual(Robot.objects.count(), 0)
+
     def test_one_address_with_4500_slow_connections_cannot_hold_the_front_door(self):
         stop = threading.Event()
         socks = []
