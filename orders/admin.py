@@ -70,7 +70,12 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        # Placed orders are records: a change is a new placing, or a deletion.
+        # Placed orders are records: a change is a new placing.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A notice may be in a worker's hands: an order ends only through outbox's
+        # transitions (the stop link, forgetting its customer, the retention purge).
         return False
 
     def save_form(self, request, form, change):

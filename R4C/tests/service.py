@@ -185,3 +185,17 @@ def serve_on(test, url: str, **settings: str) -> tuple[Service, object]:
     manage(url, "load_demo_catalog")
     service.key = manage(url, "create_api_key", "line")
     return service, mailbox
+
+
+def schemathesis(url: str, *options: str) -> subprocess.CompletedProcess:
+    """`st run` with the project's schemathesis.toml, deterministic, as make check runs it."""
+    return subprocess.run(
+        [Path(sys.executable).parent / "st", "run", f"{url}/openapi.json", "--no-color"]
+        + ["--generation-deterministic", "--request-timeout", "30", *options],
+        check=False,
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

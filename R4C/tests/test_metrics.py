@@ -5,21 +5,11 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.test import TestCase, override_settings
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from orders.models import Order
 from orders.tests.smtp import smtp_server
-from R4C.tests.world import catalog, drain, place, produce
+from R4C.tests.world import catalog, drain, place, produce, samples
 from robots.models import ApiKey
-
-
-def samples(text: bytes) -> dict[tuple, float]:
-    """{(sample name, labels as sorted pairs): value} of a Prometheus text answer."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text.decode())
-        for sample in family.samples
-    }
 
 
 class MetricsTests(TestCase):

@@ -12,6 +12,7 @@ import pytest
 from django.test import LiveServerTestCase, TestCase, override_settings
 from django.urls import URLResolver, get_resolver
 
+from R4C.tests.service import schemathesis
 from R4C.tests.world import catalog, environment
 from robots.models import ApiKey, Robot
 
@@ -64,20 +65,6 @@ class ContractTests(TestCase):
                 for path, method in operations:
                     self.assertEqual(paths[path][method]["security"], security)
                 self.assertEqual(paths["/create_order/"]["post"]["security"], [])
-
-
-def schemathesis(url: str, *options: str) -> subprocess.CompletedProcess:
-    """`st run` with the project's schemathesis.toml, deterministic, as make check runs it."""
-    return subprocess.run(
-        [Path(sys.executable).parent / "st", "run", f"{url}/openapi.json", "--no-color"]
-        + ["--generation-deterministic", "--request-timeout", "30", *options],
-        check=False,
-        cwd=ROOT,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.slow

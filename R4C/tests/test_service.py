@@ -38,10 +38,24 @@ from openpyxl import load_workbook
 
 from orders.models import Order, Worker
 from orders.tests.smtp import smtp_server
-from R4C.tests.service import APP_NAME, Browser, Service, call, order, post_robot
-from R4C.tests.test_metrics import samples
-from R4C.tests.test_openapi import schemathesis
-from R4C.tests.world import catalog, database_url, environment, place, produce, wait_for
+from R4C.tests.service import (
+    APP_NAME,
+    Browser,
+    Service,
+    call,
+    order,
+    post_robot,
+    schemathesis,
+)
+from R4C.tests.world import (
+    catalog,
+    database_url,
+    environment,
+    place,
+    produce,
+    samples,
+    wait_for,
+)
 from robots.models import ApiKey, Model, Robot, Version
 
 pytestmark = pytest.mark.slow

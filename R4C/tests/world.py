@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from django.db import connection, transaction
+from prometheus_client.parser import text_string_to_metric_families
 
 from orders import outbox
 from orders.models import Order
@@ -187,3 +188,12 @@ def while_open(write, other):
         commit.set()
         holding.result()
         return done.result()
+
+
+def samples(text: bytes) -> dict[tuple, float]:
+    """{(sample name, labels as sorted pairs): value} of a Prometheus text answer."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+    }

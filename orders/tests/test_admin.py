@@ -76,6 +76,21 @@ class OrderAdminTests(TestCase):
         self.assertEqual(response.status_code, 403)
         self.assertEqual(Order.objects.get().robot_serial, "R2-D2")
 
+    def test_an_order_cannot_be_deleted_but_its_customer_can_be_forgotten(self):
+        [order] = place("R2-D2", "ann@example.com")
+        response = self.client.post(f"/admin/orders/order/{order.pk}/delete/", {"post": "yes"})
+        self.assertEqual(response.status_code, 403)
+        response = self.client.post(
+            "/admin/orders/order/", {"action": "delete_selected", "_selected_action": [order.pk]}
+        )
+        self.assertTrue(Order.objects.exists())
+        customer = order.customer
+        response = self.client.post(
+            "/admin/customers/customer/", {"action": "forget", "_selected_action": [customer.pk]}
+        )
+        self.assertEqual(response.status_code, 302)
+        self.assertFalse(Order.objects.exists())
+
     def test_the_outbox_backlog_is_visible_and_read_only(self):
         place("R2-D2", "ann@example.com")
         produce("R2-D2")

@@ -19,7 +19,6 @@ from customers.models import Customer
 from orders import bounces, outbox
 from orders.models import Bounce, Order, State, Suppression
 from orders.tests.smtp import free_port, smtp_server
-from R4C.tests.test_metrics import samples
 from R4C.tests.world import (
     catalog,
     database_url,
@@ -28,6 +27,7 @@ from R4C.tests.world import (
     environment,
     place,
     produce,
+    samples,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

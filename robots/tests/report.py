@@ -1,9 +1,14 @@
 """Reading the weekly report back, as a manager's spreadsheet program would."""
 
 import io
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
+from django.test import TestCase, override_settings
 from openpyxl import load_workbook
 
+from robots.models import Model, Robot, Version
 from robots.utils import HEADER, SUMMARY
 
 
@@ -26,3 +31,22 @@ def by_model(content: bytes) -> dict[str, list[tuple]]:
 def sheet(*rows: tuple) -> list[tuple]:
     """A model's sheet as the report writes it: the header, a row a version, the total."""
     return [HEADER, *rows, (SUMMARY, None, sum(row[2] for row in rows))]
+
+
+MONDAY = datetime(2023, 10, 2, 12, tzinfo=UTC)
+
+
+class ReportTestCase(TestCase):
+    def setUp(self):
+        folder = TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        self.folder = Path(folder.name)
+        settings = override_settings(PRODUCTION_LIST_DIR=self.folder)
+        settings.enable()
+        self.addCleanup(settings.disable)
+
+    def produce(self, model: str, version: str, count: int = 1, created=MONDAY) -> None:
+        model_obj, _ = Model.objects.get_or_create(name=model)
+        version_obj, _ = Version.objects.get_or_create(model=model_obj, name=version)
+        for _ in range(count):
+            Robot.objects.create(model=model_obj, version=version_obj, created=created)

@@ -5,8 +5,7 @@ from django.utils import timezone
 
 from R4C.tests.problem import ProblemAssertions
 from robots.models import Robot
-from robots.tests.report import by_model, read_report, sheet
-from robots.tests.test_utils import ReportTestCase
+from robots.tests.report import ReportTestCase, by_model, read_report, sheet
 from robots.utils import HEADER, report_name, weekly_window
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

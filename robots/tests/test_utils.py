@@ -1,15 +1,13 @@
 import io
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
-from django.test import TestCase, override_settings
+from django.test import TestCase
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from robots.models import Model, Robot, Version
-from robots.tests.report import by_model, read_report, sheet
+from robots.models import Robot
+from robots.tests.report import ReportTestCase, by_model, read_report, sheet
 from robots.utils import (
     HEADER,
     _write_atomically,
@@ -19,24 +17,6 @@ from robots.utils import (
     render_production_list,
     weekly_window,
 )
-
-MONDAY = datetime(2023, 10, 2, 12, tzinfo=UTC)
-
-
-class ReportTestCase(TestCase):
-    def setUp(self):
-        folder = TemporaryDirectory()
-        self.addCleanup(folder.cleanup)
-        self.folder = Path(folder.name)
-        settings = override_settings(PRODUCTION_LIST_DIR=self.folder)
-        settings.enable()
-        self.addCleanup(settings.disable)
-
-    def produce(self, model: str, version: str, count: int = 1, created=MONDAY) -> None:
-        model_obj, _ = Model.objects.get_or_create(name=model)
-        version_obj, _ = Version.objects.get_or_create(model=model_obj, name=version)
-        for _ in range(count):
-            Robot.objects.create(model=model_obj, version=version_obj, created=created)
 
 
 class WindowTests(TestCase):
