@@ -9,11 +9,12 @@ from http import HTTPStatus
 
 from django.conf import settings
 
+from robots import models
 from robots.views import MAX_ROBOT_BODY, XLSX
 
 PROBLEM = "application/problem+json"
-NAME = {"type": "string", "pattern": "^[A-Za-z0-9]{2}$", "examples": ["R2"]}
-SERIAL = {"type": "string", "pattern": "^[A-Za-z0-9]{2}-[A-Za-z0-9]{2}$", "examples": ["R2-D2"]}
+NAME = {"type": "string", "pattern": f"^{models.NAME}$", "examples": ["R2"]}
+SERIAL = {"type": "string", "pattern": f"^{models.NAME}-{models.NAME}$", "examples": ["R2-D2"]}
 
 
 def header(description: str, **schema) -> dict:

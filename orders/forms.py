@@ -1,8 +1,7 @@
 from django import forms
-from django.core.validators import RegexValidator
 
 from customers.models import normalize_address
-from robots.models import Version
+from robots.models import Version, validate_serial
 
 
 class AddressField(forms.CharField):
@@ -20,16 +19,7 @@ class SerialField(forms.CharField):
     """MODEL-VERSION of a robot in the catalog, in any case; cleans to the Version."""
 
     def __init__(self, **kwargs):
-        super().__init__(
-            max_length=5,
-            validators=[
-                RegexValidator(
-                    r"\A[A-Za-z0-9]{2}-[A-Za-z0-9]{2}\Z",
-                    "Must be a serial MODEL-VERSION, two letters or digits each (e.g. R2-D2).",
-                )
-            ],
-            **kwargs,
-        )
+        super().__init__(max_length=5, validators=[validate_serial], **kwargs)
 
     def clean(self, value) -> Version:
         serial = super().clean(value).upper()

@@ -43,7 +43,7 @@ from orders import outbox
 from orders.bounces import envelope_sender, kind_of, status_in
 from orders.models import Attempt, Bounce, Order, RateCounter, Worker
 from R4C.logs import redact
-from robots.models import IdempotentAnswer
+from robots.models import IdempotentAnswer, split_serial
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def message_for(order: Order) -> EmailMessage:
     notice is the same message. The recipient is the address's ASCII form (IDNA 2008), as
     stored: nothing downstream may encode the domain again by other rules.
     """
-    model, version = order.robot_serial.split("-")
+    model, version = split_serial(order.robot_serial)
     stop = f"{settings.SITE_URL}/stop/{order.stop_secret}/"
     sender_domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
     placing = int(order.placed_at.timestamp() * 1_000_000)

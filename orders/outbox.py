@@ -67,7 +67,8 @@ from robots.models import Robot, Version
 
 log = logging.getLogger(__name__)
 
-# The PostgreSQL channel on which requests and the arrival trigger wake the worker.
+# The PostgreSQL channel on which requests and the arrival trigger wake the worker (a test
+# reads the installed triggers back for it).
 CHANNEL = "r4c_notices"
 WAITING = State.WAITING.value  # what the arrival trigger looks for
 EXPAND_CHUNK = 1000  # orders made due per transaction (bounds SQLite's write lock)

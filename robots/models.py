@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -14,10 +15,30 @@ from django.dispatch import receiver
 from django.http import HttpResponse
 from django.utils import timezone
 
-# Two letters or digits, so that the serial `R2-D2` always splits one way.
+# The one rule for names and serials, which the forms, the report, the API's contract and
+# the database's check are built from: a catalog name is two letters or digits, stored upper
+# case (a person or a line may write it in lower case), so that the serial that joins a
+# model's and a version's names, `R2-D2`, always splits one way.
+STORED = "0-9A-Z"
+NAME = f"[{STORED}a-z]{{2}}"  # as written
+SERIAL = re.compile(f"[{STORED}]{{2}}-[{STORED}]{{2}}")  # as stored
 validate_name = RegexValidator(
-    r"\A[A-Za-z0-9]{2}\Z", "Must be exactly two characters, letters or digits (e.g. R2)."
+    rf"\A{NAME}\Z", "Must be exactly two characters, letters or digits (e.g. R2)."
 )
+validate_serial = RegexValidator(
+    rf"\A{NAME}-{NAME}\Z",
+    "Must be a serial MODEL-VERSION, two letters or digits each (e.g. R2-D2).",
+)
+
+
+def serial_of(model: str, version: str) -> str:
+    return f"{model}-{version}"
+
+
+def split_serial(serial: str) -> tuple[str, str]:
+    """(model, version) of a serial that validate_serial or SERIAL passed."""
+    model, _, version = serial.partition("-")
+    return model, version
 
 
 class UpperCaseFormField(forms.CharField):
@@ -63,8 +84,8 @@ class IsCatalogName(Lookup):
         if self.rhs is not True:
             raise ValueError("is_catalog_name takes True only.")
         if connection.vendor == "sqlite":
-            return f"{lhs} GLOB '[0-9A-Z][0-9A-Z]'", params
-        return f"{lhs} ~ '^[0-9A-Z][0-9A-Z]$'", params
+            return f"{lhs} GLOB '[{STORED}][{STORED}]'", params
+        return f"{lhs} ~ '^[{STORED}][{STORED}]$'", params
 
 
 def catalog_name_constraint(name: str) -> models.CheckConstraint:
@@ -189,9 +210,11 @@ class Version(CatalogEntry):
     # The version lock, on PostgreSQL (SQLite serialises every write transaction anyway):
     # locks the version %(version)s against robots of it being written, until the
     # transaction ends: one in flight commits first, and later ones wait for this
-    # transaction. Its key, (7431, version id), is in PostgreSQL's lock manager: every robot
-    # write takes it shared, in the check trigger of orders migration 0016.
-    LOCK = "SELECT pg_advisory_xact_lock(7431, %(version)s::integer)"
+    # transaction. Its key, (LOCK_KEY, version id), is in PostgreSQL's lock manager: every
+    # robot write takes it shared, in the check trigger of orders migration 0016 (a test
+    # reads the installed triggers back for the key).
+    LOCK_KEY = 7431
+    LOCK = f"SELECT pg_advisory_xact_lock({LOCK_KEY}, %(version)s::integer)"
 
     # Versions looked up by serial in this process lately. Every order names its robot by
     # serial, and the catalog changes seldom: a change reaches this process at once (the
@@ -204,7 +227,7 @@ class Version(CatalogEntry):
         """The version whose serial is `serial` (MODEL-VERSION, upper case), with its model."""
         version = cls.recent.get(serial)
         if version is None:
-            model, name = serial.split("-")
+            model, name = split_serial(serial)
             version = cls.objects.select_related("model").filter(model__name=model, name=name)
             version = version.first()
             if version is not None:
@@ -213,7 +236,7 @@ class Version(CatalogEntry):
 
     @property
     def serial(self) -> str:
-        return f"{self.model.name}-{self.name}"
+        return serial_of(self.model.name, self.name)
 
 
 @receiver([post_save, post_delete], sender=Version, dispatch_uid="robots.version_changed")
@@ -233,7 +256,7 @@ class RobotManager(models.Manager):
         the robot is inserted.
         """
         robot, version_table, model_table = (m._meta.db_table for m in (Robot, Version, Model))
-        serial = f"{model}-{version}"
+        serial = serial_of(model, version)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(

@@ -3,7 +3,6 @@
 import io
 import logging
 import os
-import re
 import tempfile
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -17,11 +16,10 @@ from openpyxl.styles import Border, Font, PatternFill, Side
 from openpyxl.styles.fonts import DEFAULT_FONT
 from openpyxl.worksheet.worksheet import Worksheet
 
-from robots.models import Robot
+from robots.models import SERIAL, Robot
 
 log = logging.getLogger(__name__)
 
-SERIAL = re.compile(r"[0-9A-Z]{2}-[0-9A-Z]{2}")
 REPORT_NAME = "robots_list.xlsx"
 HEADER = ("Модель", "Версия", "Количество за неделю")
 NO_PRODUCTION = "За эту неделю роботы не производились."

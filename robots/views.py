@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from R4C.http import allow_methods, in_english, max_body, problem
 from robots.access import require_key
 from robots.forms import CREATED_FORMAT, clean_robot
-from robots.models import IdempotentAnswer, Robot
+from robots.models import IdempotentAnswer, Robot, split_serial
 from robots.utils import (
     count_by_serial,
     create_production_list,
@@ -132,7 +132,7 @@ def _add_robot_once(request: HttpRequest, reported: dict, key: str) -> JsonRespo
 
 
 def robot_json(robot: Robot) -> dict:
-    model, version = robot.serial.split("-")
+    model, version = split_serial(robot.serial)
     return {
         "id": robot.id,
         "serial": robot.serial,

@@ -1,12 +1,17 @@
 """No order waits for nothing: the catalog entries that orders go by stay as they are."""
 
+import re
+from unittest import skipUnless
+
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.test import TestCase
 
+from orders import outbox
 from orders.models import Order
 from R4C.tests.world import catalog, place, version
+from robots.models import Version
 
 
 class CatalogProtectionTests(TestCase):
@@ -54,3 +59,18 @@ class CatalogProtectionTests(TestCase):
             d2.delete()
 
         self.assertEqual(Order.objects.get().version, version("R2-D2"))
+
+
+class InstalledTriggerTests(TestCase):
+    @skipUnless(connection.vendor == "postgresql", "SQLite has no functions to read back")
+    def test_the_installed_triggers_use_the_code_s_lock_key_and_channel(self):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT string_agg(prosrc, ' ') FROM pg_proc "
+                "WHERE pronamespace = 'public'::regnamespace"
+            )
+            source = cursor.fetchone()[0]
+        channels = re.findall(r"pg_notify\('(\w+)'", source)
+        keys = re.findall(r"pg_advisory_xact_lock(?:_shared)?\((\d+),", source)
+        self.assertEqual(set(channels), {outbox.CHANNEL})
+        self.assertEqual(set(keys), {str(Version.LOCK_KEY)})
