@@ -1,5 +1,4 @@
 import unicodedata
-from datetime import datetime
 
 import idna
 from django.contrib.admin.models import LogEntry
@@ -96,28 +95,6 @@ class Customer(models.Model):
         self.email, self.email_key = normalize_address(self.email)
         self.inbox = inbox(self.email)
         super().save(*args, **kwargs)
-
-    @classmethod
-    def upsert(cls, raw: str, now: datetime) -> tuple[str, dict]:
-        """The statement that makes the mailbox of `raw` a customer placing an order at `now`,
-        created if new, and its parameters: `email`, `key` (its email_key), `inbox`, `now`.
-        Raises ValidationError if the address is invalid.
-
-        A fresh, explicit request: an address that had stopped mail wants it again. One
-        statement, new address or known, so that two first orders racing for one address
-        are no error (which PostgreSQL would log, address and all). A known row is locked
-        until the transaction ends, in the mode that lets others' foreign keys to it be
-        checked meanwhile (no key column is set).
-        """
-        email, key = normalize_address(raw)
-        statement = (
-            f'INSERT INTO "{cls._meta.db_table}" '
-            "(email, email_key, inbox, created_at, mail_stopped_at) "
-            "VALUES (%(email)s, %(key)s, %(inbox)s, %(now)s, NULL) ON CONFLICT (email_key) "
-            "DO UPDATE SET mail_stopped_at = NULL"
-        )
-        now = connection.ops.adapt_datetimefield_value(now)
-        return statement, {"email": email, "key": key, "inbox": inbox(email), "now": now}
 
     def forget(self) -> int:
         """Erase this customer and every record of it, the admin's log included (how many

@@ -51,7 +51,7 @@ from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
-from customers.models import Customer, customer_forgotten, from_raw_sql, inbox
+from customers.models import Customer, customer_forgotten, inbox, normalize_address
 from orders.models import (
     Arrival,
     Attempt,
@@ -95,110 +95,68 @@ def place(email: str, version: Version) -> Placing:
     One mail answers each wish: at once through the worker when a robot is in stock, else
     when one is produced. Raises ValidationError for an address that is not one mailbox, and
     for a version renamed or deleted since this process looked it up (Version.by_serial).
+
+    A new order is due if a robot is in stock and the inbox's notices for the serial today
+    are under the daily cap, else waiting. An order placed again while its notice is due or
+    being sent is left alone (but one waiting to retry is tried now); else it is placed
+    anew, due as a new one, but waiting if a notice answered it less than
+    NOTICE_REPEAT_HOURS ago. The stock and the cap are read after the version's lock, so
+    that a robot just committed is seen, or sees the order (its trigger). On PostgreSQL one
+    function call does it (orders_place, migration 0019); here the same, in the ORM.
     """
+    address, key = normalize_address(email)
     now = timezone.now()
-    customer_upsert, params = Customer.upsert(email, now)  # which lifts a stop
-    params |= {
-        "version": version.pk,
-        "serial": version.serial,
-        "today": connection.ops.adapt_datefield_value(timezone.localdate()),
-        "repeat_after": connection.ops.adapt_datetimefield_value(now - _repeat_after()),
-        "cap": settings.NOTICE_DAILY_CAP,
-    }
-    # The version lock orders this placing against a robot of the serial being inserted
-    # (which takes it shared): either the order's statement, after it, sees the robot, or
-    # the robot's trigger sees the order. Placings for one serial queue on it until commit.
-    lock = [Version.LOCK] if connection.vendor == "postgresql" else []
+    wish = [address, key, inbox(address), version.pk, version.serial, now,
+            timezone.localdate(), now - _repeat_after(), settings.NOTICE_DAILY_CAP]  # fmt: skip
     try:
-        row = _in_one_transaction([customer_upsert, *lock, UPSERT], params)
+        if connection.vendor == "postgresql":
+            # One statement, its own transaction; a savepoint within a caller's.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                [order] = Order.objects.raw(
+                    f"SELECT * FROM orders_place({', '.join(['%s'] * 9)})", wish
+                )
+        else:
+            order = _place_here(*wish)
     except IntegrityError:
         # The only write of a placing that a valid order can break: the order's serial or
         # version is no longer the catalog's.
         Version.recent.forget(version.serial)
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
-    pk, customer_id, state, placed_at, created_at, notified_at, in_stock = row
-    placed_at, created_at, notified_at = map(from_raw_sql, (placed_at, created_at, notified_at))
-    # In the model's order of fields, as from_db takes them; the others are loaded if read.
-    fields = ["id", "customer_id", "version_id", "robot_serial", "placed_at", "created_at",
-              "state", "notified_at"]  # fmt: skip
-    values = [pk, customer_id, version.pk, version.serial, placed_at, created_at, state,
-              notified_at]  # fmt: skip
-    order = Order.from_db(None, fields, values)
     order.version = version
-    # The statement's own moment tells what it did: created the order, or placed it anew
-    # (which a recent mail answers already), or neither (its notice is on its way).
-    created, renewed = created_at == now, placed_at == now
-    recent = renewed and notified_at and now - notified_at < _repeat_after()
-    return Placing(order, created, bool(in_stock), notified_at if recent else None)
+    recent = order.renewed and order.notified_at and now - order.notified_at < _repeat_after()
+    return Placing(order, order.created, order.in_stock, order.notified_at if recent else None)
 
 
-def _in_one_transaction(statements: list[str], params: dict) -> tuple:
-    """Run the statements, which share their named parameters, as one transaction (or a
-    savepoint of the caller's): the last one's row.
-
-    On PostgreSQL in one round trip: the statements of one query string run as one
-    transaction, each with a snapshot of its own (so that one sees what a transaction that
-    committed while it waited for a lock wrote), and the locks they take are held until its
-    end, without waiting for this process in between. SQLite is in the process.
-    """
-    if connection.vendor == "postgresql":
-        with (
-            transaction.atomic() if connection.in_atomic_block else nullcontext(),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(";\n".join(statements), params)
-            for _ in statements[1:]:
-                cursor.nextset()
-            return cursor.fetchone()
-    with transaction.atomic(), connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement, params)
-        return cursor.fetchone()
-
-
-# A new order is due if a robot is in stock and the inbox's notices for the serial today
-# are under the daily cap, else waiting. An order placed again while its notice is due or
-# being sent is left alone (but one waiting to retry is tried now); else it is placed anew,
-# due as a new one, but waiting if a notice answered it less than NOTICE_REPEAT_HOURS ago.
-# The stock and the cap are read by the statement, after the version's lock, so that a
-# robot just committed is seen; on PostgreSQL a due order wakes the worker from its trigger
-# (migrations 0015, 0017). The row of an order placed again stays locked until commit.
-UPSERT = """
-INSERT INTO "{orders}" AS o (customer_id, version_id, robot_serial, placed_at, created_at,
-    state, attempts, next_attempt_at, due_at, last_error, sent_that_day)
-SELECT (SELECT id FROM "{customers}" WHERE email_key = %(key)s), %(version)s, %(serial)s,
-    %(now)s, %(now)s,
-    CASE WHEN {in_stock} AND {sent_today} < %(cap)s THEN '{due}' ELSE '{waiting}' END,
-    0, %(now)s, %(now)s, '', 0
-WHERE TRUE  -- for SQLite: what follows is the upsert's, not the SELECT's
-ON CONFLICT (customer_id, version_id) DO UPDATE SET
-    state = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.state
-        WHEN excluded.state = '{due}'
-            AND (o.notified_at IS NULL OR o.notified_at <= %(repeat_after)s) THEN '{due}'
-        ELSE '{waiting}' END,
-    next_attempt_at = CASE WHEN o.state = '{sending}'
-        OR o.state = '{due}' AND o.next_attempt_at < %(now)s THEN o.next_attempt_at
-        ELSE %(now)s END,
-    attempts = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.attempts ELSE 0 END,
-    due_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.due_at ELSE %(now)s END,
-    last_error = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.last_error ELSE '' END,
-    placed_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.placed_at ELSE %(now)s END
-RETURNING id, customer_id, state, placed_at, created_at, notified_at, {in_stock}
-""".format(
-    orders=Order._meta.db_table,
-    customers=Customer._meta.db_table,
-    # Is a robot of the version produced? How many notices for it has the customer's inbox
-    # had today, under whichever of its addresses (ann+1@x and ann+2@x are one)?
-    in_stock=f'EXISTS (SELECT 1 FROM "{Robot._meta.db_table}" WHERE version_id = %(version)s)',
-    sent_today=(
-        f'(SELECT COALESCE(SUM(s.sent_that_day), 0) FROM "{Order._meta.db_table}" s '
-        f'JOIN "{Customer._meta.db_table}" c ON c.id = s.customer_id '
-        "WHERE c.inbox = %(inbox)s AND s.version_id = %(version)s AND s.sent_on = %(today)s)"
-    ),
-    due=State.DUE,
-    sending=State.SENDING,
-    waiting=State.WAITING,
-)
+def _place_here(email, key, inbox, version_id, serial, now, today, repeat_after, cap) -> Order:
+    """orders_place in the ORM, for SQLite: its transaction takes the write lock at BEGIN
+    (IMMEDIATE), which orders it against robots and other placings."""
+    with transaction.atomic():
+        customer = Customer.objects.filter(email_key=key).first()
+        if customer is None:
+            customer = Customer.objects.create(email=email)
+        elif customer.mail_stopped_at is not None:  # a fresh request wants mail again
+            Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
+        in_stock = Robot.objects.filter(version_id=version_id).exists()
+        sent = Order.objects.filter(customer__inbox=inbox, version_id=version_id, sent_on=today)
+        due = in_stock and sent.aggregate(n=Sum("sent_that_day", default=0))["n"] < cap
+        order = Order.objects.filter(customer=customer, version_id=version_id).first()
+        created, renewed = order is None, order is None or order.state not in PENDING
+        changes = {}
+        if renewed:
+            recent = not created and order.notified_at and order.notified_at > repeat_after
+            changes = {"state": State.DUE if due and not recent else State.WAITING,
+                       "attempts": 0, "last_error": "", "placed_at": now, "due_at": now,
+                       "next_attempt_at": now}  # fmt: skip
+        elif order.state == State.DUE and order.next_attempt_at > now:  # to retry: now
+            changes = {"next_attempt_at": now}
+        if created:
+            order = Order(customer=customer, version_id=version_id, robot_serial=serial, **changes)
+            Order.objects.bulk_create([order])
+        elif changes:
+            Order.objects.filter(pk=order.pk).update(**changes)
+            vars(order).update(changes)
+    order.in_stock, order.created, order.renewed = in_stock, created, renewed
+    return order
 
 
 def _repeat_after() -> timedelta:

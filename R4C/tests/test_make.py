@@ -14,7 +14,7 @@ import pytest
 from django.test import SimpleTestCase
 
 from orders.tests.smtp import free_port
-from R4C.tests.world import environment, wait_for
+from R4C.tests.world import IDENTITY, environment, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,7 @@ def start(target: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
                 "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
                 "SECRET_KEY": "make-test-" + "k" * 40,
             }
+            | IDENTITY
             | env
         ),
         stdout=log.open("w"),

@@ -77,11 +77,11 @@ def environment(**env: str) -> dict[str, str]:
     """For a process a test starts: this environment, but R4C's own settings module (as
     manage.py and the servers load it), not the suite's, and these variables."""
     inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    return inherited | {"LISTEN_DATABASE_URL": listen_url()} | IDENTITY | env
+    return inherited | {"LISTEN_DATABASE_URL": listen_url()} | env
 
 
-# Where a process started by a test says it is: no placeholder, which make serve refuses; a
-# site on this machine, which the deploy check allows.
+# Where `make serve` started by a test says it is: no placeholder, which it refuses; a site
+# on this machine, which the deploy check allows.
 IDENTITY = {"SITE_URL": "https://localhost", "DEFAULT_FROM_EMAIL": "R4C <robots@r4c.ru>"}
 
 
