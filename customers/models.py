@@ -31,14 +31,6 @@ def normalize_address(raw: str) -> tuple[str, str]:
     return valid.normalized, valid.ascii_email.lower()
 
 
-def from_raw_sql(value):
-    """A timestamp that raw SQL returned, aware (or None): SQLite gives its stored text or a
-    naive datetime, PostgreSQL an aware datetime."""
-    if connection.vendor == "sqlite":
-        return connection.ops.convert_datetimefield_value(value, None, connection)
-    return value
-
-
 def ascii_address(email: str) -> str:
     """A stored address as mail servers must see it: its domain in IDNA 2008's ASCII form.
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, models
 from django.utils import timezone
 
-from customers.models import Customer, from_raw_sql
+from customers.models import Customer
 from robots.models import Robot, Version
 
 
@@ -371,7 +371,10 @@ def demand(now=None) -> list[dict]:
         {
             "robot_serial": serial,
             "waiting": count,
-            "oldest": from_raw_sql(oldest),
+            # SQLite gives its stored text, PostgreSQL an aware datetime.
+            "oldest": connection.ops.convert_datetimefield_value(oldest, None, connection)
+            if connection.vendor == "sqlite"
+            else oldest,
             "notified_week": notified,
             "in_stock": bool(in_stock),
         }

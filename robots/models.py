@@ -249,34 +249,24 @@ class RobotManager(models.Manager):
     def produce(self, model: str, version: str, created) -> "Robot | None":
         """Record a robot of catalog `model`-`version` (upper case); None if there is none.
 
-        The production line's hot path, and why it is SQL: one INSERT that finds the catalog
-        entry itself, in autocommit, keeps SQLite's write lock short and costs PostgreSQL one
-        round trip. The database's check (orders migration 0013, 0016) holds here as for
-        every robot: the serial is the version's, and the version is locked (shared) while
-        the robot is inserted.
+        The production line's hot path: the catalog entry from this process's memory
+        (Version.by_serial), then one INSERT, in autocommit. The database's check (orders
+        migrations 0013, 0016) holds here as for every robot: the serial is the version's,
+        and the version is locked (shared) while the robot is inserted, so a version renamed
+        elsewhere a moment ago is refused there, not recorded under its old name.
         """
-        robot, version_table, model_table = (m._meta.db_table for m in (Robot, Version, Model))
-        serial = serial_of(model, version)
+        found = Version.by_serial(serial_of(model, version))
+        if found is None:
+            return None
+        robot = Robot(model_id=found.model_id, version=found, created=created)
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f'INSERT INTO "{robot}" (model_id, version_id, serial, created) '
-                    f'SELECT v.model_id, v.id, %s, %s FROM "{version_table}" v '
-                    f'JOIN "{model_table}" m ON m.id = v.model_id '
-                    "WHERE m.name = %s AND v.name = %s RETURNING id, model_id, version_id",
-                    [serial, connection.ops.adapt_datetimefield_value(created), model, version],
-                )
-                row = cursor.fetchone()
-        except IntegrityError:  # the version was renamed while the robot waited for its lock
+            robot.save()
+        except IntegrityError:  # renamed since this process looked it up
             if not connection.get_autocommit():
                 raise
+            Version.recent.forget(found.serial)
             return None
-        if row is None:
-            return None
-        pk, model_id, version_id = row
-        # from_db: as if loaded by the ORM, through Model's fast positional path.
-        fields = ["id", "model_id", "version_id", "serial", "created"]
-        return Robot.from_db(None, fields, [pk, model_id, version_id, serial, created])
+        return robot
 
 
 class Robot(models.Model):
@@ -360,7 +350,7 @@ class ApiKey(models.Model):
         key.save()
         return key, key.text(secret)
 
-    # Keys checked in this process lately: id -> (name, digest). A production line posting
+    # Keys checked in this process lately, by id. A production line posting
     # all day costs the database no round trip for its key; a key revoked elsewhere stops
     # working here within a second (in this process: at once, see revoke).
     checked = Recent(seconds=1.0)
@@ -373,37 +363,24 @@ class ApiKey(models.Model):
         if prefix != "r4c" or not (pk.isascii() and pk.isdigit()) or not secret or len(pk) > 18:
             return None
         pk, digest = int(pk), cls._digest(secret)
-        known = cls.checked.get(pk)
-        if known is None or not hmac.compare_digest(known[1], digest):
-            known = cls._check(pk)
-            if known is None or not hmac.compare_digest(known[1], digest):
-                return None
-        # from_db: as if loaded by the ORM, through Model's fast positional path.
-        return cls.from_db(None, ["id", "name", "digest"], [pk, *known])
+        key = cls.checked.get(pk)
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            key = cls._check(pk)  # new here, or remembered from before its id was reused
+        return key if key is not None and hmac.compare_digest(key.digest, digest) else None
 
     @classmethod
-    def _check(cls, pk: int) -> tuple[str, str] | None:
-        """The live key's (name, digest) from the database, remembered for a second.
-
-        Plain SQL, like Robot.objects.produce: every robot comes with a key. The last use is
-        written at most once a minute: a line posting every second costs no write each.
-        """
+    def _check(cls, pk: int) -> "ApiKey | None":
+        """The live key from the database, remembered for a second. Its last use is written
+        at most once a minute: a line posting every second costs no write each."""
         now = timezone.now()
-        a_minute_ago = connection.ops.adapt_datetimefield_value(now - timedelta(minutes=1))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT name, digest, (last_used_at IS NULL OR last_used_at < %s) "
-                f'FROM "{cls._meta.db_table}" WHERE id = %s AND revoked_at IS NULL',
-                [a_minute_ago, pk],
-            )
-            row = cursor.fetchone()
-        if row is None:
+        key = cls.objects.filter(pk=pk, revoked_at__isnull=True).first()
+        if key is None:
             cls.checked.forget(pk)
             return None
-        if row[2]:
+        if key.last_used_at is None or key.last_used_at < now - timedelta(minutes=1):
             cls.objects.filter(pk=pk).update(last_used_at=now)
-        cls.checked.keep(pk, row[:2])
-        return row[:2]
+        cls.checked.keep(pk, key)
+        return key
 
     @classmethod
     def revoke(cls, keys: models.QuerySet["ApiKey"]) -> int:
