@@ -3,7 +3,7 @@
 Under gunicorn's several worker processes (`make serve`), each process writes its samples
 to PROMETHEUS_MULTIPROC_DIR and a scrape sums them all (prometheus_client's multiprocess
 mode), so whichever process Prometheus reaches answers the same numbers; the notices'
-numbers come from the database (orders/metrics.py).
+numbers come from the database (orders/mail/metrics.py).
 """
 
 import os
@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from orders.metrics import NoticeCollector
+from orders.mail.metrics import NoticeCollector
 
 REQUESTS = Histogram(
     "r4c_http_request_seconds",

@@ -368,7 +368,7 @@ if _smtp_options["host"]:
         }
     }
 else:
-    MAILERS = {"default": {"BACKEND": "orders.console.EmailBackend"}}
+    MAILERS = {"default": {"BACKEND": "orders.mail.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "R4C <robots@localhost>")
 # The mailbox that bounces and complaints come back to, piped into `manage.py bounce`: each
 # notice's envelope sender is it with a signed tag (bounces+<tag>@...). Empty: the envelope

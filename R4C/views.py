@@ -4,9 +4,9 @@ from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from orders.mail.outbox import backlog
+from orders.mail.worker import wakeup
 from orders.models import Worker
-from orders.notices import wakeup
-from orders.outbox import backlog
 from R4C import metrics as collected
 from R4C import openapi as contract
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem

@@ -27,7 +27,7 @@ from django.utils import timezone
 from world import reset
 
 from customers.models import Customer
-from orders import bounces
+from orders.mail import bounces
 from orders.models import Order, State, Suppression
 from robots.models import Model, Version
 

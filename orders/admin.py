@@ -3,8 +3,8 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from orders import outbox
 from orders.forms import AddressField, SerialField
+from orders.mail import outbox
 from orders.models import Arrival, Attempt, Bounce, Order, Suppression
 from R4C.admin import CountedDeletionMixin
 

@@ -6,4 +6,4 @@ class OrdersConfig(AppConfig):
     verbose_name = "Заказы"
 
     def ready(self):
-        from orders import checks  # noqa: F401 (registers the deploy check)
+        from orders.mail import checks  # noqa: F401 (registers the deploy check)

@@ -1,7 +1,7 @@
 """Orders, the attempts to mail them, and what a request records: a robot arriving.
 
 An order is its own notice's outbox row: `state` says where the one e-mail that answers the
-latest placing stands. Only `orders/outbox.py` writes that state and the columns beside it;
+latest placing stands. Only `orders/mail/outbox.py` writes that state and the columns beside it;
 its docstring holds the transition table.
 """
 
@@ -18,7 +18,7 @@ from robots.models import Robot, Version
 
 
 class State(models.TextChoices):
-    """Where an order's notice stands (see `orders/outbox.py` for the transitions)."""
+    """Where an order's notice stands (see `orders/mail/outbox.py` for the transitions)."""
 
     WAITING = "waiting", "ждёт робота"
     DUE = "due", "к отправке"  # to send from next_attempt_at on

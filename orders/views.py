@@ -12,8 +12,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from customers.models import inbox
-from orders import outbox
 from orders.forms import OrderForm
+from orders.mail import outbox
 from orders.models import Quota, RateCounter, StopLink, demand
 from R4C.http import (
     allow_methods,

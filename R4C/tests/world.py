@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from django.db import connection, transaction
 from prometheus_client.parser import text_string_to_metric_families
 
-from orders import outbox
+from orders.mail import outbox
+from orders.mail.worker import MailConnection, send_batch, send_once
 from orders.models import Order
-from orders.notices import MailConnection, send_batch, send_once
 from robots.models import Model, Robot, Version
 
 CATALOG = {"R2": ["D2", "A1"], "13": ["XS"]}

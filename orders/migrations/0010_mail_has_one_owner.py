@@ -6,7 +6,7 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 # The arrival trigger of 0007, on the renamed column. It looks for orders in the state
-# orders.outbox.WAITING and wakes the worker on orders.outbox.CHANNEL: a test reads the
+# orders.mail.outbox.WAITING and wakes the worker on orders.mail.outbox.CHANNEL: a test reads the
 # installed trigger back and checks both.
 arrival = importlib.import_module("orders.migrations.0007_arrival_trigger")
 SQL = {

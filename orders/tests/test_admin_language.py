@@ -6,7 +6,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import TestCase
 from django.utils import timezone
 
-from orders import outbox
+from orders.mail import outbox
 from orders.models import Bounce, Order
 from orders.templatetags.r4c_admin import counted
 from orders.tests.smtp import smtp_server

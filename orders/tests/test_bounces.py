@@ -16,7 +16,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
 from customers.models import Customer
-from orders import bounces, outbox
+from orders.mail import bounces, outbox
 from orders.models import Bounce, Order, State, Suppression
 from orders.tests.smtp import free_port, smtp_server
 from R4C.tests.world import (

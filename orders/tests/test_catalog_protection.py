@@ -8,7 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.test import TestCase
 
-from orders import outbox
+from orders.mail import outbox
 from orders.models import Order
 from R4C.tests.world import catalog, place, version
 from robots.models import Version

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.models import Customer
-from orders import outbox
+from orders.mail import outbox
 from orders.models import Order
 from R4C.tests.problem import ProblemAssertions
 from R4C.tests.world import catalog, database_url, produce

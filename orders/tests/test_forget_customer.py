@@ -10,8 +10,8 @@ from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from customers.models import Customer
+from orders.mail.outbox import purge
 from orders.models import Order, RateCounter, StopLink
-from orders.outbox import purge
 from orders.tests.smtp import smtp_server
 from R4C.tests.world import catalog, deliver_before, drain, place, produce
 
@@ -113,7 +113,7 @@ class ForgottenWhileSentTests(TestCase):
             if order.customer.email == "ann@example.com":  # bob's is claimed, not yet sent
                 call_command("forget_customer", "bob@example.com")
 
-        with smtp_server() as server, self.assertLogs("orders.notices", "INFO") as logs:
+        with smtp_server() as server, self.assertLogs("orders.mail.worker", "INFO") as logs:
             deliver_before(forget_bob)
 
         self.assertEqual(server.recipients(), ["ann@example.com", "cid@example.com"])

@@ -14,9 +14,9 @@ from django.db import connection
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
-from orders import outbox
+from orders.mail import outbox
+from orders.mail.worker import BATCH, IdleSenders, MailConnection, send_batch
 from orders.models import Arrival, Order
-from orders.notices import BATCH, Bell, MailConnection, send_batch
 from orders.tests.smtp import no_smtp_server, smtp_server
 from R4C.tests.world import (
     BODY,
@@ -105,7 +105,7 @@ class NoticeContentTests(NoticeTestCase):
         place("R2-D2", "ann@example.com")
         produce("R2-D2")
         stream = io.StringIO()
-        mailers = {"default": {"BACKEND": "orders.console.EmailBackend"}}
+        mailers = {"default": {"BACKEND": "orders.mail.console.EmailBackend"}}
         with override_settings(MAILERS=mailers):
             mailer = MailConnection()
             mailer.mailer.stream = stream
@@ -686,7 +686,7 @@ class LogTests(NoticeTestCase):
     def test_a_sent_notice_is_logged_with_its_order_claim_and_code_as_json(self):
         [order] = place("R2-D2", "ann@example.com")
         produce("R2-D2")
-        stream = json_log(self, "orders.notices")
+        stream = json_log(self, "orders.mail.worker")
 
         with smtp_server():
             drain()
@@ -694,40 +694,40 @@ class LogTests(NoticeTestCase):
         [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
         self.assertEqual(
             {key: line[key] for key in ("level", "logger", "order", "code")},
-            {"level": "INFO", "logger": "orders.notices", "order": order.pk, "code": 250},
+            {"level": "INFO", "logger": "orders.mail.worker", "order": order.pk, "code": 250},
         )
         self.assertRegex(line["claim"], r"^[0-9a-f-]{36}$")
         self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 class WakeTests(NoticeTestCase):
-    def test_a_ring_wakes_as_many_idle_senders_as_it_names_and_no_more(self):
-        bell = Bell()
+    def test_a_wake_wakes_as_many_waiting_senders_as_it_names_and_no_more(self):
+        idle = IdleSenders()
         woken = []
 
         def sender(n):
-            bell.idle()
+            idle.wait()
             woken.append(n)
 
         senders = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
         for thread in senders:
             thread.start()
         time.sleep(0.2)  # all four wait
-        bell.ring(1)
+        idle.wake(1)
         time.sleep(0.2)
         self.assertEqual(len(woken), 1)
-        bell.ring(2)
+        idle.wake(2)
         time.sleep(0.2)
         self.assertEqual(len(woken), 3)
-        bell.ring(4)  # more than are idle: the next to go idle goes on at once
+        idle.wake(4)  # more than are idle: the next to go idle goes on at once
         for thread in senders:
             thread.join(1)
         self.assertEqual(len(woken), 4)
         started = time.monotonic()
-        bell.idle()
+        idle.wait()
         self.assertLess(time.monotonic() - started, 1)
 
-    def test_the_watcher_counts_the_batches_due_and_no_further(self):
+    def test_the_dispatcher_counts_the_batches_due_and_no_further(self):
         for n in range(25):
             place("R2-D2", f"c{n}@example.com")
         produce("R2-D2")

@@ -6,7 +6,7 @@ from django.test import Client, TestCase, override_settings
 from django.utils import timezone
 
 from customers.models import Customer
-from orders import outbox
+from orders.mail import outbox
 from orders.models import Order, StopLink
 from orders.tests.smtp import smtp_server
 from R4C.tests.world import BODY, catalog, deliver_before, drain, place, produce, text_of

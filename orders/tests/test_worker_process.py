@@ -43,16 +43,16 @@ setup = django.setup
 
 def poisoned_setup(*args, **kwargs):
     setup(*args, **kwargs)
-    import orders.notices
+    import orders.mail.worker
 
-    made = orders.notices.message_for
+    made = orders.mail.worker.message_for
 
     def message_for(order):
         if order.customer.email.startswith("poison@"):
             raise RuntimeError("poisoned")
         return made(order)
 
-    orders.notices.message_for = message_for
+    orders.mail.worker.message_for = message_for
 
 
 django.setup = poisoned_setup

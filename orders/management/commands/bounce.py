@@ -5,9 +5,9 @@ import sys
 from django.core.management.base import BaseCommand
 from django.db import InterfaceError, OperationalError
 
-from orders import bounces
+from orders.mail import bounces
 
-log = logging.getLogger("orders.bounces")
+log = logging.getLogger("orders.mail.bounces")
 
 # A bounce of a notice, with the notice inside, is a few kilobytes; past this it is not one.
 MAX_BYTES = 1024 * 1024

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
-from orders.checks import SITE_URL_MISSING, placeholders
+from orders.mail.checks import SITE_URL_MISSING, placeholders
 from R4C.backups import unreachable
 
 

@@ -4,8 +4,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from orders import notices
-from orders.checks import SITE_URL_MISSING
+from orders.mail import worker
+from orders.mail.checks import SITE_URL_MISSING
 
 
 class Command(BaseCommand):
@@ -25,9 +25,9 @@ class Command(BaseCommand):
         if not settings.SITE_URL:
             raise CommandError(SITE_URL_MISSING)
         if once:
-            notices.send_once()
+            worker.send_once()
             return
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        notices.serve(stop, settings.NOTICE_CONNECTIONS)
+        worker.serve(stop, settings.NOTICE_CONNECTIONS)

@@ -2,10 +2,10 @@
 
 Requests only record facts (orders, arrivals). The worker makes waiting orders' notices due
 when their robot arrives, claims due notices in small batches, and sends each over SMTP,
-never inside a database transaction. Every state change goes through `orders/outbox.py`.
+never inside a database transaction. Every state change goes through `orders/mail/outbox.py`.
 
 What holds, and why:
-- Right before each message the notice is taken again (`outbox.take`): one stopped,
+- Right before each message the notice is taken again (`outbox.may_send`): one stopped,
   forgotten or taken over since the claim is not sent, and the rest of the batch goes on.
 - Each message's outcome is recorded right after the server answers, with the attempt, in
   one short transaction, conditional on the claim. A database that drops its connections
@@ -39,8 +39,8 @@ from django.db import connections as db_connections
 from django.utils import timezone
 
 from customers.models import ascii_address
-from orders import outbox
-from orders.bounces import envelope_sender, kind_of, status_in
+from orders.mail import outbox
+from orders.mail.bounces import envelope_sender, kind_of, status_in
 from orders.models import Attempt, Bounce, Order, RateCounter, Worker
 from R4C.logs import redact
 from robots.models import IdempotentAnswer, split_serial
@@ -224,7 +224,7 @@ class Claim:
         self.tag = tag
         self.held_until = time.monotonic() + settings.NOTICE_LEASE_SECONDS
 
-    def write(self, change: Callable, *args):
+    def retry_while_held(self, change: Callable, *args):
         """`change(*args)`; after a lost or refused connection, again and again while the
         lease holds, so that an accepted message's outcome is not lost."""
         for attempt in itertools.count():
@@ -276,22 +276,22 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
     with batch.kept_alive():
         for index, order in enumerate(orders):
             if stop is not None and stop.is_set():
-                batch.write(outbox.release, tag)
+                batch.retry_while_held(outbox.release, tag)
                 break
             # The claim itself was the check for the first message, a moment ago.
-            if index and not batch.write(outbox.take, tag, order):
-                reason = batch.write(outbox.why_not_mine, tag, order)
+            if index and not batch.retry_while_held(outbox.may_send, tag, order):
+                reason = batch.retry_while_held(outbox.what_became_of, tag, order)
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
             attempt = mail.send(order)
             _log(tag, order, attempt)
-            if not batch.write(outbox.record, tag, order, attempt):
-                reason = batch.write(outbox.why_not_mine, tag, order)
+            if not batch.retry_while_held(outbox.record, tag, order, attempt):
+                reason = batch.retry_while_held(outbox.what_became_of, tag, order)
                 log.warning("order %s: outcome not recorded: %s", order.pk, reason)
             if attempt.unreachable:
                 # No server to talk to: the rest of the batch waits for the same retry.
                 for rest in orders[index + 1 :]:
-                    batch.write(outbox.record, tag, rest, attempt)
+                    batch.retry_while_held(outbox.record, tag, rest, attempt)
                 break
     return True
 
@@ -345,21 +345,21 @@ def send_once() -> None:
     work(threading.Event(), MailConnection(), None)
 
 
-class Bell:
-    """Wakes as many idle senders as there are batches to send; a ring that finds fewer
-    idle senders is not lost: the next sender to go idle takes it and looks again."""
+class IdleSenders:
+    """The senders waiting for work: `wake(n)` wakes as many as there are batches to send; a
+    wake that finds fewer waiting is not lost: the next sender to wait goes on at once."""
 
     def __init__(self):
         self._rung = threading.Condition()
         self._tickets = 0
 
-    def ring(self, senders: int) -> None:
+    def wake(self, senders: int) -> None:
         with self._rung:
             self._tickets = max(self._tickets, senders)
             self._rung.notify(senders)
 
-    def idle(self) -> bool:
-        """An `idle` for a sender: wait for a ticket (or 5 s), then go on looking for work."""
+    def wait(self) -> bool:
+        """A sender's wait: for a wake (or 5 s), then it goes on looking for work."""
         with self._rung:
             if self._rung.wait_for(lambda: self._tickets > 0, 5):
                 self._tickets -= 1
@@ -368,11 +368,11 @@ class Bell:
 
 def serve(stop: threading.Event, connections: int) -> None:
     """The daemon: `connections` senders, woken by the database or by polling, until `stop`."""
-    bell = Bell()
+    idle = IdleSenders()
 
     def sender() -> None:
         try:
-            work(stop, MailConnection(), bell.idle)
+            work(stop, MailConnection(), idle.wait)
         finally:
             connection.close()
 
@@ -381,19 +381,20 @@ def serve(stop: threading.Event, connections: int) -> None:
         thread.start()
     log.info("sending notices on up to %s connections; stop with SIGTERM or Ctrl-C", connections)
     try:
-        watch(stop, bell, connections)
+        dispatch(stop, idle, connections)
     finally:
         stop.set()
-        bell.ring(connections)
+        idle.wake(connections)
         for thread in senders:
             thread.join()
         connection.close()
     log.info("notice worker stopped")
 
 
-def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
-    """Wake the senders when anything is due (LISTEN on PostgreSQL, polling on SQLite or
-    behind a pooler), and forget what has expired now and then."""
+def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None:
+    """The worker's main thread: show the worker alive (its heartbeat row), forget what has
+    expired now and then, make arrivals due, and wake as many senders as there are batches
+    due (told by LISTEN on PostgreSQL, by polling on SQLite or behind a pooler)."""
     listening = None
     # LISTEN's session: the worker's own, or a direct one past the pooler.
     ear = db_connections["listen"] if "listen" in settings.DATABASES else connection
@@ -427,7 +428,7 @@ def watch(stop: threading.Event, bell: Bell, connections: int) -> None:
             # its row, and for the interpreter, and each would answer later.
             due = outbox.due_count(up_to=BATCH * connections)
             if due:
-                bell.ring(-(-due // BATCH))
+                idle.wake(-(-due // BATCH))
             if wakeup() == "poll":
                 stop.wait(POLL[connection.vendor])
                 continue

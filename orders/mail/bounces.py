@@ -25,7 +25,7 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 from flufl.bounce import all_failures
 
-from orders import outbox
+from orders.mail import outbox
 from orders.models import Bounce, Order
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ TAG = re.compile(r"\+n(\d{1,18})-([0-9a-f]{20})@", re.IGNORECASE)
 
 
 def _signature(order_id: int) -> str:
+    # The salt of every tag sent so far: kept when this module moved into orders.mail.
     return salted_hmac("orders.bounces", str(order_id), algorithm="sha256").hexdigest()[:20]
 
 

@@ -398,7 +398,7 @@ def _next_midnight() -> datetime:
     return timezone.make_aware(datetime.combine(tomorrow, datetime.min.time()))
 
 
-def take(tag: uuid.UUID, order: Order) -> bool:
+def may_send(tag: uuid.UUID, order: Order) -> bool:
     """Right before its message goes: is the notice still this claim's, and its address
     neither stopped nor suppressed? Renews its lease. False: it was stopped, suppressed,
     forgotten or taken over; do not send (a suppressed one fails, as at the claim)."""
@@ -412,7 +412,7 @@ def take(tag: uuid.UUID, order: Order) -> bool:
     return False
 
 
-def why_not_mine(tag: uuid.UUID, order: Order) -> str:
+def what_became_of(tag: uuid.UUID, order: Order) -> str:
     """For the log: what became of a claimed notice that is no longer this claim's."""
     now = Order.objects.filter(pk=order.pk).values_list("state", "last_error").first()
     if now is None:

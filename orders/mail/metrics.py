@@ -13,8 +13,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from orders.mail.outbox import backlog
 from orders.models import Attempt, Bounce, Order, State, Suppression, Worker
-from orders.outbox import backlog
 
 # Seconds from due to accepted: a notice should go within a second; an SMTP outage shows as
 # minutes to hours (retries back off up to six hours).
