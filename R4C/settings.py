@@ -163,6 +163,8 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "R4C" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            # The admin's counts in Russian plurals, for every app ({% load r4c_admin %}).
+            "libraries": {"r4c_admin": "R4C.templatetags"},
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -177,7 +179,7 @@ WSGI_APPLICATION = "R4C.wsgi.application"
 # own date formats where Django's are wrong for Russian (R4C/formats/ru).
 LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["R4C.formats"]
-CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
+CSRF_FAILURE_VIEW = "R4C.views.csrf_failure"
 
 
 # A database host that dies or is cut off sends no reset: without these a connection waiting

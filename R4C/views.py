@@ -1,5 +1,6 @@
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -68,3 +69,9 @@ def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask every site for /favicon.ico: an icon, not a 404 in the log each time."""
     # Resolved per request: the hashed name exists only after collectstatic.
     return HttpResponseRedirect(static("orders/favicon.svg"))
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a form posted without its token (the browser dropped the cookie, or
+    the page is old) is asked again, in the site's words; no developer advice."""
+    return render(request, "csrf_failure.html", status=403)

@@ -218,12 +218,6 @@ def stop_mail(request: HttpRequest, secret: str) -> HttpResponse:
     return render(request, "orders/stop_done.html", context)
 
 
-def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """CSRF_FAILURE_VIEW: a form posted without its token (the browser dropped the cookie, or
-    the page is old) is asked again, in the site's words; no developer advice."""
-    return render(request, "orders/csrf_failure.html", status=403)
-
-
 @staff_member_required
 @allow_methods("GET", "HEAD")
 def demand_page(request: HttpRequest) -> HttpResponse:

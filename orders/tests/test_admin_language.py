@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from orders.mail import outbox
 from orders.models import Bounce, Order
-from orders.templatetags.r4c_admin import counted
 from orders.tests.smtp import smtp_server
+from R4C.templatetags import counted
 from R4C.tests.world import catalog, drain, place, produce
 from robots.models import ApiKey
 
