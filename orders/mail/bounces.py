@@ -159,16 +159,11 @@ def _fields(part: Message | None) -> dict[str, str]:
 
 
 def _blocks(part: Message) -> list[dict[str, str]]:
-    """A report part's header blocks, each a dict of lower-cased field names."""
+    """A report part's header blocks, each a dict of lower-cased field names: Python's parser
+    reads a message/* part as its blocks (a DSN: the message's, then one per recipient)."""
     payload = part.get_payload()
-    if isinstance(payload, list):  # message/delivery-status: parsed as its blocks
-        return [{k.lower(): str(v) for k, v in block.items()} for block in payload]
-    blocks = []
-    for chunk in re.split(r"\r?\n[ \t]*\r?\n", payload or ""):
-        fields = email.message_from_string(chunk.strip() + "\n\n", policy=email.policy.compat32)
-        if fields.keys():
-            blocks.append({k.lower(): str(v) for k, v in fields.items()})
-    return blocks
+    blocks = payload if isinstance(payload, list) else []
+    return [{k.lower(): str(v) for k, v in block.items()} for block in blocks]
 
 
 def _text(message: Message, headers: bool = True) -> str:
