@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orders.mail.outbox import backlog
 from orders.mail.worker import wakeup
-from orders.models import Worker
+from orders.models import Heartbeat
 from R4C import metrics as collected
 from R4C import openapi as contract
 from R4C.http import UNAVAILABLE_RETRY_AFTER, allow_methods, problem
@@ -33,7 +33,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
                 "be recorded.",
                 retry_after=UNAVAILABLE_RETRY_AFTER,
             )
-        notices = backlog() | {"worker_seen_seconds": Worker.seen_seconds(), "wakeup": wakeup()}
+        notices = backlog() | {"worker_seen_seconds": Heartbeat.seen_seconds(), "wakeup": wakeup()}
     except DatabaseError:
         return problem(503, "The database does not answer.", retry_after=UNAVAILABLE_RETRY_AFTER)
     return JsonResponse({"status": "ok", "database": "ok", "notices": notices})

@@ -185,8 +185,9 @@ class Suppression(models.Model):
         return str(self.customer)
 
 
-class Worker(models.Model):
-    """A notice worker process, and when it last showed it is alive (every WORKER_BEAT s)."""
+class Heartbeat(models.Model):
+    """A notice worker process's heartbeat: when it last showed it is alive (every
+    WORKER_BEAT s)."""
 
     name = models.CharField(max_length=200, unique=True)  # host:pid
     seen_at = models.DateTimeField()

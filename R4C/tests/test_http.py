@@ -15,7 +15,7 @@ from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.urls import get_resolver
 from django.utils import timezone
 
-from orders.models import Order, Worker
+from orders.models import Heartbeat, Order
 from orders.tests.smtp import smtp_server
 from R4C.logs import Redact
 from R4C.tests.problem import ProblemAssertions
@@ -80,7 +80,7 @@ class HealthTests(TestCase):
         )
 
     def test_it_says_how_long_ago_a_worker_was_seen(self):
-        Worker.objects.create(name="host:1", seen_at=timezone.now() - timedelta(seconds=42))
+        Heartbeat.objects.create(name="host:1", seen_at=timezone.now() - timedelta(seconds=42))
         self.assertAlmostEqual(self.notices()["worker_seen_seconds"], 42, delta=2)
 
 

@@ -36,7 +36,7 @@ from django.db import connection
 from django.test import TransactionTestCase
 from openpyxl import load_workbook
 
-from orders.models import Order, Worker
+from orders.models import Heartbeat, Order
 from orders.tests.smtp import smtp_server
 from R4C.tests.service import (
     APP_NAME,
@@ -555,7 +555,7 @@ class ServiceTests(TransactionTestCase):
         self.assertNotEqual(new, worker)
         self.assertIn("the notice worker was killed by SIGKILL", self.services[0].output())
         self.assertTrue(
-            wait_for(lambda: Worker.objects.filter(name__endswith=f":{new}").exists(), 10)
+            wait_for(lambda: Heartbeat.objects.filter(name__endswith=f":{new}").exists(), 10)
         )
         self.assertEqual(order(self.a, "later@example.com", "R2-D2")[0], 201)
         self.assertTrue(wait_for(lambda: "later@example.com" in self.mailbox.recipients(), 10))

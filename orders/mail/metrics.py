@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 
 from orders.mail.outbox import backlog
-from orders.models import Attempt, Bounce, Order, State, Suppression, Worker
+from orders.models import Attempt, Bounce, Heartbeat, Order, State, Suppression
 
 # Seconds from due to accepted: a notice should go within a second; an SMTP outage shows as
 # minutes to hours (retries back off up to six hours).
@@ -53,7 +53,7 @@ class NoticeCollector:
             "Robot arrivals whose waiting orders the worker has not yet made due.",
             value=waiting["arrivals"],
         )
-        seen = Worker.seen_seconds()
+        seen = Heartbeat.seen_seconds()
         yield GaugeMetricFamily(
             "r4c_worker_seen_seconds",
             "Seconds since a notice worker last showed it is alive (NaN: never).",

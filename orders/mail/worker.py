@@ -41,7 +41,7 @@ from django.utils import timezone
 from customers.models import ascii_address
 from orders.mail import outbox
 from orders.mail.bounces import envelope_sender, kind_of, status_in
-from orders.models import Attempt, Bounce, Order, RateCounter, Worker
+from orders.models import Attempt, Bounce, Heartbeat, Order, RateCounter
 from R4C.logs import redact
 from robots.models import IdempotentAnswer, split_serial
 
@@ -405,7 +405,7 @@ def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None
             if time.monotonic() > beat_at:
                 # A write: on a server that turned read-only (a demoted primary) it fails,
                 # and the connection is made again, to the primary.
-                Worker.seen(name)
+                Heartbeat.seen(name)
                 if ear is not connection and listening is not None:
                     with ear.cursor() as cursor:  # a vanished server is noticed (keepalives)
                         cursor.execute("SELECT 1")
@@ -413,7 +413,7 @@ def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None
             if time.monotonic() > tidy_at:
                 RateCounter.purge()
                 IdempotentAnswer.purge()
-                Worker.purge()
+                Heartbeat.purge()
                 outbox.purge()
                 tidy_at = time.monotonic() + TIDY_EVERY
             # Arrivals are made due here, once, before the senders are woken: sixteen senders
