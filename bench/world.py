@@ -5,7 +5,7 @@ import time
 
 from django.db import transaction
 
-from customers.models import Customer, normalize_address
+from customers.models import Customer, inbox, normalize_address
 from orders.models import Arrival, Order
 from robots.models import Model, Robot, Version
 
@@ -37,7 +37,8 @@ def wait_orders(version: Version, emails: list[str]) -> None:
     """These addresses wait for `version` (bulk, as if each had placed an order)."""
     with transaction.atomic():
         customers = Customer.objects.bulk_create(
-            Customer(email=email, email_key=normalize_address(email)[1]) for email in emails
+            Customer(email=email, email_key=normalize_address(email)[1], inbox=inbox(email))
+            for email in emails
         )
         Order.objects.bulk_create(
             Order(customer=c, version=version, robot_serial=version.serial) for c in customers
