@@ -5,8 +5,11 @@ again, sleeping longer each time (up to 100 ms a try): under a burst, a thread t
 losing waits a second or more while later ones win. Here a thread first takes its process's
 lock for the database, at a transaction's BEGIN (IMMEDIATE: SQLite's lock too, at once) or
 around a write outside one, and holds it until the commit or the statement's end. The
-threads of a process so write in the order they came, and only writers of other processes
-(the worker, a second web process) meet the busy handler, one at a time.
+threads of a process so write one at a time, each waiting on the lock without sleeping (not
+in the order they came: a threading.Lock is not fair, but a released lock goes to a waiter
+at once), and only writers of other processes (the worker, a second web process) meet the
+busy handler. Measured (make bench, SQLite): without it, an order's p99 is 40-50 times its
+p50 (0.4-0.8 s); with it, 2-3 times.
 """
 
 import threading

@@ -63,7 +63,7 @@ from orders.models import (
     Suppression,
 )
 from R4C.logs import redact
-from robots.models import Robot, Version
+from robots.models import Version
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +95,28 @@ def place(email: str, version: Version) -> Placing:
     One mail answers each wish: at once through the worker when a robot is in stock, else
     when one is produced. Raises ValidationError for an address that is not one mailbox, and
     for a version renamed or deleted since this process looked it up (Version.by_serial).
-
-    A new order is due if a robot is in stock and the inbox's notices for the serial today
-    are under the daily cap, else waiting. An order placed again while its notice is due or
-    being sent is left alone (but one waiting to retry is tried now); else it is placed
-    anew, due as a new one, but waiting if a notice answered it less than
-    NOTICE_REPEAT_HOURS ago. The stock and the cap are read after the version's lock, so
-    that a robot just committed is seen, or sees the order (its trigger). On PostgreSQL one
-    function call does it (orders_place, migration 0019); here the same, in the ORM.
+    PostgreSQL runs ORDER in one call of orders_place() (migration 0019), one round trip;
+    SQLite runs CUSTOMER and ORDER in one transaction, which takes its write lock at BEGIN.
     """
     address, key = normalize_address(email)
-    now = timezone.now()
-    wish = [address, key, inbox(address), version.pk, version.serial, now,
-            timezone.localdate(), now - _repeat_after(), settings.NOTICE_DAILY_CAP]  # fmt: skip
+    now, db = timezone.now(), connection.ops
+    params = {
+        "email": address, "key": key, "inbox": inbox(address), "version": version.pk,
+        "serial": version.serial, "now": db.adapt_datetimefield_value(now),
+        "today": db.adapt_datefield_value(timezone.localdate()),
+        "repeat_after": db.adapt_datetimefield_value(now - _repeat_after()),
+        "cap": settings.NOTICE_DAILY_CAP,
+    }  # fmt: skip
     try:
-        if connection.vendor == "postgresql":
-            # One statement, its own transaction; a savepoint within a caller's.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                [order] = Order.objects.raw(
-                    f"SELECT * FROM orders_place({', '.join(['%s'] * 9)})", wish
-                )
-        else:
-            order = _place_here(*wish)
+        # One transaction; a savepoint within a caller's.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            if connection.vendor == "postgresql":
+                named = ", ".join(f"%({name})s" for name in PLACE_ARGUMENTS)
+                [order] = Order.objects.raw(f"SELECT * FROM orders_place({named})", params)
+            else:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(CUSTOMER.format(**SQLITE), params)
+                    [order] = Order.objects.raw(ORDER.format(**SQLITE), params)
     except IntegrityError:
         # The only write of a placing that a valid order can break: the order's serial or
         # version is no longer the catalog's.
@@ -124,39 +124,60 @@ def place(email: str, version: Version) -> Placing:
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
     order.version = version
     recent = order.renewed and order.notified_at and now - order.notified_at < _repeat_after()
-    return Placing(order, order.created, order.in_stock, order.notified_at if recent else None)
+    return Placing(
+        order, order.created, bool(order.in_stock), order.notified_at if recent else None
+    )
 
 
-def _place_here(email, key, inbox, version_id, serial, now, today, repeat_after, cap) -> Order:
-    """orders_place in the ORM, for SQLite: its transaction takes the write lock at BEGIN
-    (IMMEDIATE), which orders it against robots and other placings."""
-    with transaction.atomic():
-        customer = Customer.objects.filter(email_key=key).first()
-        if customer is None:
-            customer = Customer.objects.create(email=email)
-        elif customer.mail_stopped_at is not None:  # a fresh request wants mail again
-            Customer.objects.filter(pk=customer.pk).update(mail_stopped_at=None)
-        in_stock = Robot.objects.filter(version_id=version_id).exists()
-        sent = Order.objects.filter(customer__inbox=inbox, version_id=version_id, sent_on=today)
-        due = in_stock and sent.aggregate(n=Sum("sent_that_day", default=0))["n"] < cap
-        order = Order.objects.filter(customer=customer, version_id=version_id).first()
-        created, renewed = order is None, order is None or order.state not in PENDING
-        changes = {}
-        if renewed:
-            recent = not created and order.notified_at and order.notified_at > repeat_after
-            changes = {"state": State.DUE if due and not recent else State.WAITING,
-                       "attempts": 0, "last_error": "", "placed_at": now, "due_at": now,
-                       "next_attempt_at": now}  # fmt: skip
-        elif order.state == State.DUE and order.next_attempt_at > now:  # to retry: now
-            changes = {"next_attempt_at": now}
-        if created:
-            order = Order(customer=customer, version_id=version_id, robot_serial=serial, **changes)
-            Order.objects.bulk_create([order])
-        elif changes:
-            Order.objects.filter(pk=order.pk).update(**changes)
-            vars(order).update(changes)
-    order.in_stock, order.created, order.renewed = in_stock, created, renewed
-    return order
+# Placing's transitions, written once, for both databases: the customer, whose fresh request
+# lifts a stop, then the order. A new order is due if a robot is in stock and the inbox's
+# notices for the serial today are under the daily cap, else waiting. An order placed again
+# while its notice is due or being sent is left alone (but one waiting to retry is tried
+# now); else it is placed anew, due as a new one, but waiting if a notice answered it less
+# than NOTICE_REPEAT_HOURS ago. The stock and the cap are read after the version's lock
+# (PostgreSQL; SQLite's write lock), so that a robot just committed is seen, or sees the order
+# (its trigger). {names} are the arguments: orders_place's own, or SQLite's parameters.
+PLACE_ARGUMENTS = ["email", "key", "inbox", "version", "serial", "now", "today",
+                   "repeat_after", "cap"]  # fmt: skip
+CUSTOMER = """
+INSERT INTO customers_customer (email, email_key, inbox, created_at, mail_stopped_at)
+VALUES ({email}, {key}, {inbox}, {now}, NULL)
+ON CONFLICT (email_key) DO UPDATE SET mail_stopped_at = NULL"""
+ORDER = """
+INSERT INTO orders_order AS o (customer_id, version_id, robot_serial, placed_at, created_at,
+    state, attempts, next_attempt_at, due_at, last_error, sent_that_day)
+SELECT {customer}, {version}, {serial}, {now}, {now},
+    CASE WHEN {stock} AND {sent} < {cap} THEN '{due}' ELSE '{waiting}' END,
+    0, {now}, {now}, '', 0
+WHERE TRUE  -- for SQLite: what follows is the upsert's, not the SELECT's
+ON CONFLICT (customer_id, version_id) DO UPDATE SET
+    state = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.state
+        WHEN excluded.state = '{due}'
+            AND (o.notified_at IS NULL OR o.notified_at <= {repeat_after}) THEN '{due}'
+        ELSE '{waiting}' END,
+    next_attempt_at = CASE WHEN o.state = '{sending}'
+        OR o.state = '{due}' AND o.next_attempt_at < {now} THEN o.next_attempt_at
+        ELSE {now} END,
+    attempts = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.attempts ELSE 0 END,
+    due_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.due_at ELSE {now} END,
+    last_error = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.last_error ELSE '' END,
+    placed_at = CASE WHEN o.state IN ('{due}', '{sending}') THEN o.placed_at ELSE {now} END
+RETURNING id, customer_id, version_id, robot_serial, state, placed_at, created_at,
+    notified_at, {stock} AS in_stock, created_at = {now} AS created, placed_at = {now} AS renewed
+"""
+STATES = {"due": State.DUE.value, "sending": State.SENDING.value, "waiting": State.WAITING.value}
+SQLITE = (
+    {name: f"%({name})s" for name in PLACE_ARGUMENTS}
+    | STATES
+    | {
+        "customer": "(SELECT id FROM customers_customer WHERE email_key = %(key)s)",
+        "stock": "EXISTS (SELECT 1 FROM robots_robot WHERE version_id = %(version)s)",
+        # The inbox's notices for the serial today, under whichever of its addresses.
+        "sent": "(SELECT COALESCE(SUM(s.sent_that_day), 0) FROM orders_order s "
+        "JOIN customers_customer c ON c.id = s.customer_id "
+        "WHERE c.inbox = %(inbox)s AND s.version_id = %(version)s AND s.sent_on = %(today)s)",
+    }
+)
 
 
 def _repeat_after() -> timedelta:

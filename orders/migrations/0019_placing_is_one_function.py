@@ -5,17 +5,17 @@ order's upsert) joined by `outbox.place`, which worked only while psycopg bound 
 on the client. Now one call, with typed arguments, does the same in one transaction: the
 statements after the lock each see what committed before it (a VOLATILE function takes a
 snapshot per statement), so a robot of the serial is seen by the order, or the order by the
-robot's trigger. Built from the constants the Python reads (the states, `Version.LOCK_KEY`);
-the ORM does the same on SQLite (`outbox._place_here`), whose write lock orders it.
+robot's trigger. Built from what SQLite runs as statements (`outbox.CUSTOMER`,
+`outbox.ORDER`, the transitions written once) and `Version.LOCK_KEY`.
 """
 
 from django.db import migrations
 
-from orders.models import State
+from orders.mail.outbox import CUSTOMER, ORDER, PLACE_ARGUMENTS, STATES
 from robots.models import Version
 
-DUE, SENDING, WAITING = State.DUE.value, State.SENDING.value, State.WAITING.value
-PENDING = f"o.state IN ('{DUE}', '{SENDING}')"
+NAMES = {name: f"p_{name}" for name in PLACE_ARGUMENTS} | STATES
+NAMES |= {"customer": "customer", "stock": "stock", "sent": "sent"}
 
 CREATE = f"""
 CREATE FUNCTION orders_place(
@@ -32,10 +32,7 @@ DECLARE
     stock boolean;
     sent bigint;
 BEGIN
-    -- A fresh, explicit request: an address that had stopped mail wants it again.
-    INSERT INTO customers_customer (email, email_key, inbox, created_at, mail_stopped_at)
-        VALUES (p_email, p_key, p_inbox, p_now, NULL)
-        ON CONFLICT (email_key) DO UPDATE SET mail_stopped_at = NULL
+    {CUSTOMER.format(**NAMES)}
         RETURNING customers_customer.id INTO customer;
     PERFORM pg_advisory_xact_lock({Version.LOCK_KEY}, p_version::integer);
     stock := EXISTS (SELECT 1 FROM robots_robot r WHERE r.version_id = p_version);
@@ -43,26 +40,7 @@ BEGIN
     SELECT COALESCE(SUM(s.sent_that_day), 0) INTO sent FROM orders_order s
         JOIN customers_customer c ON c.id = s.customer_id
         WHERE c.inbox = p_inbox AND s.version_id = p_version AND s.sent_on = p_today;
-    RETURN QUERY INSERT INTO orders_order AS o (customer_id, version_id, robot_serial,
-        placed_at, created_at, state, attempts, next_attempt_at, due_at, last_error,
-        sent_that_day)
-    VALUES (customer, p_version, p_serial, p_now, p_now,
-        CASE WHEN stock AND sent < p_cap THEN '{DUE}' ELSE '{WAITING}' END,
-        0, p_now, p_now, '', 0)
-    ON CONFLICT (customer_id, version_id) DO UPDATE SET
-        state = CASE WHEN {PENDING} THEN o.state
-            WHEN excluded.state = '{DUE}'
-                AND (o.notified_at IS NULL OR o.notified_at <= p_repeat_after) THEN '{DUE}'
-            ELSE '{WAITING}' END,
-        next_attempt_at = CASE WHEN o.state = '{SENDING}'
-            OR o.state = '{DUE}' AND o.next_attempt_at < p_now THEN o.next_attempt_at
-            ELSE p_now END,
-        attempts = CASE WHEN {PENDING} THEN o.attempts ELSE 0 END,
-        due_at = CASE WHEN {PENDING} THEN o.due_at ELSE p_now END,
-        last_error = CASE WHEN {PENDING} THEN o.last_error ELSE '' END,
-        placed_at = CASE WHEN {PENDING} THEN o.placed_at ELSE p_now END
-    RETURNING o.id, o.customer_id, o.version_id, o.robot_serial, o.state, o.placed_at,
-        o.created_at, o.notified_at, stock, o.created_at = p_now, o.placed_at = p_now;
+    RETURN QUERY {ORDER.format(**NAMES)};
 END $$;
 """
 DROP = "DROP FUNCTION orders_place"
