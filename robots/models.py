@@ -92,9 +92,11 @@ def catalog_name_constraint(name: str) -> models.CheckConstraint:
     return models.CheckConstraint(condition=models.Q(name__is_catalog_name=True), name=name)
 
 
-class Recent:
+class ExpiringCache:
     """What this process looked up lately, each for `seconds`: a memory that other processes
-    need not clear, because it forgets on its own."""
+    need not clear, because it forgets on its own. Kept where make bench shows it pays: a
+    version by serial (an order on PostgreSQL, 0.47 → 0.72 of the bare two-row insert) and
+    an API key (a robot with its key on PostgreSQL, 0.74 → 0.88 of the bare insert)."""
 
     def __init__(self, seconds: float):
         self.seconds, self._kept = seconds, {}
@@ -220,7 +222,7 @@ class Version(CatalogEntry):
     # serial, and the catalog changes seldom: a change reaches this process at once (the
     # signals below) and others within a second, in which an order for a version renamed or
     # deleted elsewhere is refused (see outbox.place).
-    recent = Recent(seconds=1.0)
+    recent = ExpiringCache(seconds=1.0)
 
     @classmethod
     def by_serial(cls, serial: str) -> "Version | None":
@@ -353,7 +355,7 @@ class ApiKey(models.Model):
     # Keys checked in this process lately, by id. A production line posting
     # all day costs the database no round trip for its key; a key revoked elsewhere stops
     # working here within a second (in this process: at once, see revoke).
-    checked = Recent(seconds=1.0)
+    checked = ExpiringCache(seconds=1.0)
 
     @classmethod
     def authenticate(cls, presented: str) -> "ApiKey | None":
