@@ -125,7 +125,7 @@ def place(email: str, version: Version) -> Placing:
     order.version = version
     recent = order.renewed and order.notified_at and now - order.notified_at < _repeat_after()
     return Placing(
-        order, order.created, bool(order.in_stock), order.notified_at if recent else None
+        order, bool(order.created), bool(order.in_stock), order.notified_at if recent else None
     )
 
 
