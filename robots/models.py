@@ -3,12 +3,13 @@ import hmac
 import re
 import secrets
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import IntegrityError, connection, models
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Lookup
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -255,20 +256,24 @@ class RobotManager(models.Manager):
         (Version.by_serial), then one INSERT, in autocommit. The database's check (orders
         migrations 0013, 0016) holds here as for every robot: the serial is the version's,
         and the version is locked (shared) while the robot is inserted, so a version renamed
-        elsewhere a moment ago is refused there, not recorded under its old name.
+        elsewhere a moment ago is refused there, not recorded under its old name; then the
+        version is looked up afresh, once.
         """
-        found = Version.by_serial(serial_of(model, version))
-        if found is None:
-            return None
-        robot = Robot(model_id=found.model_id, version=found, created=created)
-        try:
-            robot.save()
-        except IntegrityError:  # renamed since this process looked it up
-            if not connection.get_autocommit():
-                raise
-            Version.recent.forget(found.serial)
-            return None
-        return robot
+        serial = serial_of(model, version)
+        for looked_again in (False, True):
+            found = Version.by_serial(serial)
+            if found is None:
+                return None
+            robot = Robot(model_id=found.model_id, version=found, created=created)
+            try:  # a savepoint within a caller's transaction (an idempotent robot's)
+                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                    robot.save()
+                return robot
+            except IntegrityError:  # renamed, or deleted and made anew, since looked up
+                Version.recent.forget(serial)
+                if looked_again:
+                    return None
+        return None
 
 
 class Robot(models.Model):

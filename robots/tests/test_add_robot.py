@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+from django.db import transaction
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
@@ -178,3 +179,18 @@ class AddRobotTests(ProblemAssertions, TestCase):
         body = {"model": "R2", "version": "D2", "created": "2023-10-03 23:59:12"}
         body["padding"] = "x" * 5000
         self.assert_problem(self.post(body), 413)
+
+
+class StaleCatalogMemoryTests(TestCase):
+    def test_a_version_made_anew_elsewhere_a_moment_ago_takes_robots_at_once(self):
+        # Another process deletes R2-D2 and makes it anew: this one still remembers the old
+        # row for up to a second (no signal reaches it), also inside a transaction.
+        r2 = Model.objects.create(name="R2")
+        old = Version.objects.create(model=r2, name="D2")
+        self.assertEqual(Version.by_serial("R2-D2"), old)
+        Version.objects.filter(pk=old.pk)._raw_delete(Version.objects.db)  # no signals
+        [new] = Version.objects.bulk_create([Version(model=r2, name="D2")])
+        with transaction.atomic():  # as an idempotent robot's answer is kept with it
+            robot = Robot.objects.produce("R2", "D2", timezone.now())
+            self.assertEqual(Robot.objects.count(), 1)
+        self.assertEqual((robot.version_id, robot.serial), (new.pk, "R2-D2"))
