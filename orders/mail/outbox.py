@@ -119,8 +119,12 @@ def place(email: str, version: Version) -> Placing:
                     [order] = Order.objects.raw(ORDER.format(**SQLITE), params)
     except IntegrityError:
         # The only write of a placing that a valid order can break: the order's serial or
-        # version is no longer the catalog's.
+        # version is no longer the catalog's. Renamed, or deleted and made anew, since
+        # this process looked it up: look it up afresh, once.
         Version.recent.forget(version.serial)
+        fresh = Version.by_serial(version.serial)
+        if fresh is not None and fresh.pk != version.pk:
+            return place(email, fresh)
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
     order.version = version
     recent = order.renewed and order.notified_at and now - order.notified_at < _repeat_after()

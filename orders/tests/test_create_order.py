@@ -167,6 +167,16 @@ class CreateOrderTests(ProblemAssertions, TestCase):
         # Looked up afresh, the new name is taken.
         self.assertEqual(self.order(serial="R2-A3").status_code, 201)
 
+    def test_an_order_for_a_version_made_anew_elsewhere_a_moment_ago_is_placed(self):
+        # Another process deletes R2-A1 and makes it anew (no signal reaches this one, which
+        # still remembers the old row): the order goes by the new one.
+        self.assert_problem(self.order(email="not an address", serial="R2-A1"), 400, "email")
+        old = Version.objects.get(name="A1")
+        Version.objects.filter(pk=old.pk)._raw_delete(Version.objects.db)
+        [new] = Version.objects.bulk_create([Version(model=old.model, name="A1")])
+        self.assertEqual(self.order(serial="R2-A1").status_code, 201)
+        self.assertEqual(Order.objects.get().version_id, new.pk)
+
     def test_it_rejects_broken_multipart(self):
         bodies = [
             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="email"\r\n\r\nann@e',
