@@ -273,7 +273,6 @@ class RobotManager(models.Manager):
                 Version.recent.forget(serial)
                 if looked_again:
                     return None
-        return None
 
 
 class Robot(models.Model):

@@ -31,15 +31,16 @@ def placeholders() -> list[str]:
     """The identity settings still at a reserved domain, each as "NAME=value is at …". A site
     on this machine (localhost, 127.0.0.1) stays allowed, to try the service before its proxy."""
     site = (urlsplit(settings.SITE_URL).hostname or "").rstrip(".")
-    found = []
-    if _reserved(site) and site != "localhost" and not site.endswith(".localhost"):
-        found.append(("SITE_URL", settings.SITE_URL, site))
-    for name in ("DEFAULT_FROM_EMAIL", "BOUNCE_ADDRESS"):
-        if _reserved(domain := _domain(getattr(settings, name))):
-            found.append((name, getattr(settings, name), domain))
+    named = [("SITE_URL", site)] if site.rpartition(".")[2] != "localhost" else []
+    named += [
+        (name, _domain(getattr(settings, name)))
+        for name in ("DEFAULT_FROM_EMAIL", "BOUNCE_ADDRESS")
+    ]
     return [
-        f"{name}={value!r} is at {domain}, a reserved name no one owns: set the factory's own"
-        for name, value, domain in found
+        f"{name}={getattr(settings, name)!r} is at {domain}, a reserved name no one owns: "
+        "set the factory's own"
+        for name, domain in named
+        if _reserved(domain)
     ]
 
 
