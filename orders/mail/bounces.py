@@ -19,7 +19,6 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import getaddresses
 
 from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -79,28 +78,19 @@ class Finding:
     diagnostic: str = ""
 
 
-def parse(raw: bytes) -> Message:
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
-
-
 def findings(message: Message) -> list[Finding]:
-    """What a message that came back says: a complaint, a DSN's failed recipients (a delay
-    warning is no failure: the message may yet arrive), or the failures a non-standard
-    bounce names (flufl.bounce's detectors)."""
-    if _is_report(message, "feedback-report"):
-        kind = _fields(_part(message, "message/feedback-report")).get("feedback-type", "abuse")
+    """What a message that came back says, read as healthchecks' bounce view reads it: the
+    parts of a report are blocks of fields. A complaint (ARF's Feedback-Type); a DSN's failed
+    recipients (Action and Status: a delay warning is no failure, the message may yet
+    arrive); else the failures a non-standard bounce names (flufl.bounce's detectors)."""
+    parts = list(message.walk())
+    if kind := next((part["Feedback-Type"] for part in parts if "Feedback-Type" in part), None):
         return [Finding(Bounce.Kind.COMPLAINT, "", f"feedback report: {kind}")]
-    if _is_report(message, "delivery-status"):
-        found = []
-        part = _part(message, "message/delivery-status")
-        for block in _blocks(part)[1:] if part is not None else []:  # [0]: the message's
-            action = block.get("action", "").lower()
-            status = status_in(block.get("status", ""))
-            if action != "failed" or not status:
-                continue
-            diagnostic = " ".join(block.get("diagnostic-code", "").split())
-            found.append(Finding(kind_of(status), status, diagnostic))
-        return found
+    if reports := [part for part in parts if "Action" in part and "Status" in part]:
+        failed = [p for p in reports if p["Action"].strip().lower() == "failed"]
+        statuses = [(status_in(p["Status"]), " ".join(p.get("Diagnostic-Code", "").split()))
+                    for p in failed]  # fmt: skip
+        return [Finding(kind_of(status), status, said) for status, said in statuses if status]
     temporary, permanent = all_failures(message)
     text = _text(message, headers=False)
     found = []
@@ -117,53 +107,14 @@ def findings(message: Message) -> list[Finding]:
 
 
 def notice_for(message: Message, recipients: list[str]) -> Order | None:
-    """The notice a message is about: by the signed tag of the address it came to (or that
-    the reported message came from); None if it carries none. Nothing else names a notice:
-    an order's id and the moment of its placing can be guessed, a signature cannot."""
-    report = _fields(_part(message, "message/feedback-report"))
-    original = _original(message)
-    addresses = recipients + _addresses(message, "Delivered-To", "X-Original-To", "To")
-    addresses += [report.get("original-mail-from", "")]
-    if original is not None:
-        addresses += _addresses(original, "Return-Path")
-    order_id = tagged_order(addresses)
+    """The notice a message is about: by the signed tag of the address it came to, or one
+    anywhere in it (a report quotes the notice's Return-Path, or its Original-Mail-From);
+    None if it carries none. Nothing else names a notice: an order's id and the moment of
+    its placing can be guessed, a signature cannot."""
+    order_id = tagged_order([*recipients, _text(message)])
     if order_id is None:
         return None
     return Order.objects.select_related("customer").filter(pk=order_id).first()
-
-
-def _is_report(message: Message, report_type: str) -> bool:
-    return (
-        message.get_content_type() == "multipart/report"
-        and (message.get_param("report-type") or "").lower() == report_type
-    )
-
-
-def _part(message: Message, *types: str) -> Message | None:
-    return next((part for part in message.walk() if part.get_content_type() in types), None)
-
-
-def _original(message: Message) -> Message | None:
-    """The reported message (or its headers), as a report carries it."""
-    part = _part(message, "message/rfc822", "text/rfc822-headers")
-    if part is None:
-        return None
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return payload[0] if payload else None
-    return email.message_from_string(payload or "", policy=email.policy.compat32)
-
-
-def _fields(part: Message | None) -> dict[str, str]:
-    return {k: v for block in _blocks(part) for k, v in block.items()} if part else {}
-
-
-def _blocks(part: Message) -> list[dict[str, str]]:
-    """A report part's header blocks, each a dict of lower-cased field names: Python's parser
-    reads a message/* part as its blocks (a DSN: the message's, then one per recipient)."""
-    payload = part.get_payload()
-    blocks = payload if isinstance(payload, list) else []
-    return [{k.lower(): str(v) for k, v in block.items()} for block in blocks]
 
 
 def _text(message: Message, headers: bool = True) -> str:
@@ -178,11 +129,6 @@ def _text(message: Message, headers: bool = True) -> str:
     return "\n".join(chunks)
 
 
-def _addresses(message: Message, *names: str) -> list[str]:
-    values = [str(v) for name in names for v in message.get_all(name, [])]
-    return [address for _, address in getaddresses(values)]
-
-
 GRAVITY = [Bounce.Kind.COMPLAINT, Bounce.Kind.HARD, Bounce.Kind.SOFT]
 
 
@@ -191,7 +137,7 @@ def handle(raw: bytes, recipients: list[str]) -> int:
     if not settings.BOUNCE_ADDRESS:  # no notice went out with a tag to match
         log.warning("bounce: ignored: BOUNCE_ADDRESS is not set, so nothing is read")
         return 0
-    message = parse(raw)
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
     found = findings(message)
     if not found:
         log.info("bounce: ignored: not a delivery failure or a complaint")
