@@ -4,6 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core import signing
 from django.core.exceptions import BadRequest, SuspiciousOperation, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -14,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from customers.models import inbox
 from orders.forms import OrderForm
 from orders.mail import outbox
-from orders.models import Quota, RateCounter, StopLink, demand
+from orders.models import Order, Quota, RateCounter, State, StopLink, demand
 from R4C.http import (
     allow_methods,
     client_address,
@@ -127,7 +128,7 @@ def _place_from_api(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
 
 @csrf_protect  # a browser carries cookies: a page elsewhere must not post in its name
 def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
-    """A browser's form post: the confirmation page, or the form again with its errors."""
+    """A browser's form post: to the order's page, or the form again with its errors."""
     # A body that cannot be read never gets here: the CSRF check reads it first, and
     # handler400 answers with a page (R4C.http.bad_request).
     form = OrderForm(request.POST)
@@ -146,14 +147,45 @@ def _place_from_page(request: HttpRequest, quotas: list[Quota]) -> HttpResponse:
     except ValidationError:  # its version was renamed or deleted a moment ago
         errors = {"robot-serial": PAGE_ERRORS[("robot-serial", None)]}
         return _order_page(request, form, errors, status=400)
-    context = {
-        "email": email,
-        "serial": placing.order.robot_serial,
-        "in_stock": placing.in_stock,
-        "last_sent": placing.last_sent,
-        "suppressed": outbox.suppressed(placing.order.customer_id),
-    }
-    return render(request, "orders/placed.html", context, status=201 if placing.created else 200)
+    # POST/redirect/GET: the answer is the order's own page, so a reload posts nothing again.
+    return HttpResponseRedirect(
+        f"/order/{signing.dumps(placing.order.pk, salt=ORDER_PAGE)}/", status=303
+    )
+
+
+# The customer's page of an order, at the address the form's answer leads to: its secret
+# names the order and is given only to the browser that placed it; it works for ORDER_PAGE_DAYS.
+ORDER_PAGE, ORDER_PAGE_DAYS = "orders.order_page", 30
+
+
+@allow_methods("GET", "HEAD")
+def order_page(request: HttpRequest, secret: str) -> HttpResponse:
+    """Where the customer's order stands: waiting, mailed, or why no mail will come."""
+    try:
+        pk = signing.loads(secret, salt=ORDER_PAGE, max_age=timedelta(days=ORDER_PAGE_DAYS))
+    except signing.BadSignature:
+        pk = None
+    order = Order.objects.select_related("customer").filter(pk=pk).first() if pk else None
+    if order is None:
+        return render(request, "orders/order_unknown.html", status=404)
+    last_sent = outbox.mailed_lately(order)
+    case = "suppressed" if outbox.suppressed(order.customer_id) else order.state
+    case = "mailed_lately" if last_sent and case == State.WAITING else case
+    context = {"order": order, "case": case, "heading": HEADINGS[case], "last_sent": last_sent}
+    return render(request, "orders/order.html", context)
+
+
+# What the customer's order page says first, by what became of the order.
+HEADINGS = {
+    State.WAITING: "Мы напишем, когда робот появится",
+    "mailed_lately": "Письмо об этом роботе уже отправлено",
+    State.DUE: "Робот в наличии — письмо уже в пути",
+    State.SENDING: "Робот в наличии — письмо уже в пути",
+    State.SENT: "Робот в наличии — письмо отправлено",
+    State.FAILED: "Письмо не удалось доставить",
+    State.STOPPED: "Письма на этот адрес остановлены",
+    "suppressed": "Письма на этот адрес не доходят",
+}
 
 
 def _order_page(request, form: OrderForm, errors=None, status: int = 200) -> HttpResponse:

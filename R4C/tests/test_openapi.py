@@ -17,8 +17,9 @@ from R4C.tests.world import catalog, environment
 from robots.models import ApiKey, Robot
 
 ROOT = Path(__file__).resolve().parents[2]
-# Routes for people, not programs: the order page, the stop link, the icon (and the admin).
-PAGES = {"", "stop/<str:secret>/", "favicon.ico"}
+# Routes for people, not programs: the catalog, an order's page, the stop link, the icon (and
+# the admin).
+PAGES = {"", "order/<str:secret>/", "stop/<str:secret>/", "favicon.ico"}
 
 
 def routes(patterns=None, prefix: str = "") -> set[str]:

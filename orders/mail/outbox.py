@@ -127,10 +127,15 @@ def place(email: str, version: Version) -> Placing:
             return place(email, fresh)
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
     order.version = version
-    recent = order.renewed and order.notified_at and now - order.notified_at < _repeat_after()
-    return Placing(
-        order, bool(order.created), bool(order.in_stock), order.notified_at if recent else None
-    )
+    last_sent = mailed_lately(order, now) if order.renewed else None
+    return Placing(order, bool(order.created), bool(order.in_stock), last_sent)
+
+
+def mailed_lately(order: Order, now: datetime | None = None) -> datetime | None:
+    """When the notice that answers this waiting order was sent, if that was less than
+    NOTICE_REPEAT_HOURS ago (placed again since, it waits for the next robot); else None."""
+    lately = order.notified_at and (now or timezone.now()) - order.notified_at < _repeat_after()
+    return order.notified_at if order.state == State.WAITING and lately else None
 
 
 # Placing's transitions, written once, for both databases: the customer, whose fresh request

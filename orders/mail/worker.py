@@ -58,7 +58,8 @@ BODY = (
     "\n"
     "-- \n"
     "R4C, завод роботов{contact}\n"
-    "Вы получили это письмо, потому что заказали робота {serial} на {site}.\n"
+    "Робот {serial} на сайте: {robot}\n"
+    "Вы получили это письмо, потому что просили сообщить о роботе {serial} на {site}.\n"
     "Больше не присылать писем на этот адрес: {stop}\n"
 )
 # Notices one sender claims at once: small, so that several senders share a backlog evenly
@@ -103,6 +104,7 @@ def message_for(order: Order) -> EmailMessage:
             contact=f"\nСвязаться с заводом: {settings.FACTORY_CONTACT}"
             if settings.FACTORY_CONTACT
             else "",
+            robot=f"{settings.SITE_URL}/?serial={order.robot_serial}",
             site=settings.SITE_URL,
             stop=stop,
         ),

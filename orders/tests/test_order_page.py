@@ -1,9 +1,11 @@
 """`/` and a browser's form post to /create_order/, next to the API on the same URL."""
 
+from django.core import signing
 from django.test import Client, TestCase, override_settings
 
-from orders.models import Order
-from R4C.tests.world import catalog, produce
+from orders.mail import outbox
+from orders.models import Bounce, Order
+from R4C.tests.world import catalog, drain, produce
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -49,14 +51,55 @@ class OrderPageTests(TestCase):
         api = Client().get("/create_order/")
         self.assertEqual((api.status_code, api["Allow"]), (405, "POST"))
 
-    def test_a_browser_s_order_gets_a_confirmation_page(self):
+    def test_a_browser_s_order_is_answered_with_a_redirect_to_its_own_page(self):
         response = self.post_form()
 
-        self.assertEqual(response.status_code, 201)
-        self.assertEqual(response["Content-Type"], "text/html; charset=utf-8")
-        self.assertContains(response, "Заказ принят", status_code=201)
-        self.assertContains(response, "сейчас нет в наличии", status_code=201)
-        self.assertEqual(Order.objects.get().robot_serial, "R2-D2")
+        # POST/redirect/GET: a reload of the answer reads the page again and posts nothing.
+        self.assertEqual(response.status_code, 303)
+        self.assertRegex(response["Location"], r"^/order/[^/]+/$")
+        order = Order.objects.get()
+        for _ in range(2):
+            page = self.browser.get(response["Location"])
+            self.assertContains(page, "<h1>Мы напишем, когда робот появится</h1>", html=True)
+            self.assertContains(page, "сейчас нет в наличии")
+            self.assertContains(page, "ann@example.com")
+        self.assertEqual(Order.objects.get().placed_at, order.placed_at)
+        self.assertEqual(order.robot_serial, "R2-D2")
+
+    def test_the_order_s_page_says_what_became_of_it(self):
+        produce("R2-D2")
+        page = self.browser.get(self.post_form()["Location"])
+        self.assertContains(page, "Робот в наличии — письмо уже в пути")
+        drain()
+        page = self.browser.get(page.wsgi_request.path)
+        self.assertContains(page, "Робот в наличии — письмо отправлено")
+        # Asked again within NOTICE_REPEAT_HOURS: the mail sent answers it.
+        page = self.browser.get(self.post_form()["Location"])
+        self.assertContains(page, "Письмо об этом роботе уже отправлено")
+        # An address whose mail comes back is told so first, not that all is well.
+        outbox.bounced(Order.objects.get(), Bounce.Kind.HARD, "5.1.1")
+        page = self.browser.get(page.wsgi_request.path)
+        self.assertContains(page, "<h1>Письма на этот адрес не доходят</h1>", html=True)
+
+    def test_a_forged_or_foreign_order_link_gets_a_clear_page_and_changes_nothing(self):
+        location = self.post_form()["Location"]
+        secret = location.split("/")[2]
+        forged = signing.dumps(Order.objects.get().pk + 1, salt="another.salt")
+        for path in [f"/order/{secret[:-1]}x/", f"/order/{forged}/", "/order/1/"]:
+            with self.subTest(path=path):
+                page = self.browser.get(path)
+                self.assertContains(page, "Ссылка не найдена", status_code=404)
+        self.assertEqual(Client().post(location).status_code, 405)
+        self.assertEqual(Order.objects.count(), 1)
+
+    def test_each_catalog_row_says_what_asking_for_the_robot_does(self):
+        produce("R2-D2")
+        page = self.browser.get("/").content.decode()
+        in_stock = page[page.index('id="robot-R2-D2"') :].split("</li>")[0]
+        out = page[page.index('id="robot-R2-A1"') :].split("</li>")[0]
+        self.assertIn("Получить письмо, как купить", in_stock)
+        self.assertIn("Сообщить о поступлении", out)
+        self.assertNotIn("Заказать", page)
 
     def test_a_wrong_form_comes_back_with_its_errors_and_nothing_is_written(self):
         response = self.post_form(email="not an address", serial="R9-Z9")

@@ -42,8 +42,9 @@ class OrderPageInBrowserTests(BrowserTestCase):
         self.order("ann@example.com", "R2-D2")
 
         confirmation = self.driver.find_element(By.ID, "confirmation").text
-        self.assertIn("Заказ принят", confirmation)
+        self.assertIn("Мы напишем, когда робот появится", confirmation)
         self.assertIn("сейчас нет в наличии", confirmation)
+        self.assertRegex(self.driver.current_url, r"/order/[^/]+/$")  # a reload posts nothing
         self.assertIn("ann@example.com", confirmation)
         self.look_at("order-placed")
         order = Order.objects.get()
@@ -79,6 +80,7 @@ class OrderPageInBrowserTests(BrowserTestCase):
 
         self.order("ann@example.com", "R2-D2")
         confirmation = self.driver.find_element(By.ID, "confirmation").text
+        self.assertIn("Робот в наличии — письмо уже в пути", confirmation)
         self.assertIn("есть в наличии", confirmation)
         self.assertEqual(Order.objects.get().state, "due")
 

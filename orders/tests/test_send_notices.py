@@ -391,6 +391,7 @@ class OneMailPerWishTests(NoticeTestCase):
             "/create_order/",
             {"email": "ann@example.com", "robot-serial": "R2-D2"},
             HTTP_ACCEPT="text/html",
+            follow=True,
         )
         self.assertContains(page, "уже отправлено на <strong>ann@example.com</strong>")
 

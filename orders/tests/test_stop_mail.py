@@ -67,6 +67,15 @@ class StopMailTests(TestCase):
         signature = text_of(message).split("\n\n-- \n")[1]
         self.assertIn("Связаться с заводом: +7 495 000-00-00, sales@r4c.example.com\n", signature)
 
+    def test_the_notice_links_to_its_robot_chosen_in_the_catalog(self):
+        _, message, _ = self.notice_for("R2-D2")
+        signature = text_of(message).split("\n\n-- \n")[1]
+        self.assertIn("Робот R2-D2 на сайте: https://r4c.example.com/?serial=R2-D2\n", signature)
+
+        page = self.client.get("/?serial=R2-D2")
+        self.assertContains(page, '<option value="R2-D2" selected>')
+        self.assertContains(page, 'id="robot-R2-D2"')
+
     def test_one_click_stops_mail_and_a_robot_for_another_waiting_order_sends_nothing(self):
         _, _, path = self.notice_for("R2-D2")
         place("R2-A1", "ann@example.com")
