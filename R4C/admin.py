@@ -32,6 +32,7 @@ class CountedDeletionMixin:
         model_count = {
             model._meta.verbose_name_plural: len(objects)
             for model, objects in collector.model_objs.items()
+            if not model._meta.auto_created  # a many-to-many's own rows: nobody's records
         }
         deleted = [f"{name}: {count}" for name, count in model_count.items()]
         held = Counter(str(type(obj)._meta.verbose_name_plural) for obj in collector.protected)

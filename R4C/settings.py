@@ -111,7 +111,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "axes",
+    "R4C.apps.AxesConfig",
     "robots",
     "customers",
     "orders",
@@ -303,6 +303,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The site's own files (R4C/static: the admin's stylesheet); the apps' come from their folders.
+STATICFILES_DIRS = [BASE_DIR / "R4C" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed, compressed names from collectstatic, cached for ever by browsers.

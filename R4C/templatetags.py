@@ -8,6 +8,10 @@ register = template.Library()
 # admin knows only a singular and a plural verbose name.
 FORMS = {
     "auth.group": ("группа", "группы", "групп"),
+    "axes.accessattempt": ("попытка входа", "попытки входа", "попыток входа"),
+    "axes.accessattemptexpiration": ("срок блокировки", "срока блокировки", "сроков блокировки"),
+    "axes.accessfailurelog": ("неудачный вход", "неудачных входа", "неудачных входов"),
+    "axes.accesslog": ("вход", "входа", "входов"),
     "auth.user": ("пользователь", "пользователя", "пользователей"),
     "customers.customer": ("покупатель", "покупателя", "покупателей"),
     "orders.arrival": ("поступление", "поступления", "поступлений"),

@@ -1,5 +1,9 @@
+import re
+
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -7,6 +11,9 @@ from orders.forms import AddressField, SerialField
 from orders.mail import outbox
 from orders.models import Arrival, Attempt, Bounce, Order, Suppression
 from R4C.admin import CountedDeletionMixin
+
+# An SMTP reply's code and enhanced status, e.g. "550 5.1.1".
+REPLY_CODE = re.compile(r"^[245]\d\d(?: [245]\.\d{1,3}\.\d{1,3})?")
 
 
 class PlaceOrderForm(forms.ModelForm):
@@ -50,7 +57,7 @@ class BounceInline(admin.TabularInline):
 class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     # Fits a laptop's screen (1280 px), also with a long address (shortened, whole in its
     # title): when to retry and how often it failed are on the order's page.
-    list_display = ["address", "robot_serial", "state", "notified_at", "short_error"]
+    list_display = ["address", "robot_serial", "state", "sent", "short_error"]
     list_filter = ["state"]
     search_fields = ["customer__email_key", "robot_serial"]
     list_select_related = ["customer"]
@@ -63,6 +70,12 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and obj.state not in outbox.PENDING:  # nothing is to be tried
+            fields = [f for f in fields if f not in ("next_attempt_at", "claimed_until")]
+        return fields
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -92,14 +105,27 @@ class OrderAdmin(CountedDeletionMixin, admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         pass
 
+    # Each cell short, the whole of it in its title: the list fits 1280 px with the
+    # longest address and a mail server's reply.
     @admin.display(description="покупатель", ordering="customer__email_key")
     def address(self, order: Order) -> str:
         email = order.customer.email
-        return format_html('<span title="{}">{}</span>', email, Truncator(email).chars(32))
+        return format_html('<span title="{}">{}</span>', email, Truncator(email).chars(24))
+
+    @admin.display(description="отправлено", ordering="notified_at")
+    def sent(self, order: Order) -> str:
+        if order.notified_at is None:
+            return "-"
+        at = timezone.localtime(order.notified_at)
+        return format_html('<span title="{}">{}</span>', date_format(at, "DATETIME_FORMAT"),
+                           f"{at:%d.%m.%Y %H:%M}")  # fmt: skip
 
     @admin.display(description="последняя ошибка")
     def short_error(self, order: Order) -> str:
-        return Truncator(order.last_error).chars(40)
+        # The server's code and status say what happened; its words are on the order's page.
+        code = REPLY_CODE.match(order.last_error)
+        short = code.group(0) if code else Truncator(order.last_error).chars(12)
+        return format_html('<span title="{}">{}</span>', order.last_error, short) if short else "-"
 
     @admin.action(description="Отправить выбранные неудавшиеся письма снова")
     def retry_now(self, request, queryset):

@@ -35,8 +35,9 @@ class Order(models.Model):
         Customer, on_delete=models.PROTECT, related_name="orders", verbose_name="покупатель"
     )
     # PROTECT: a version that orders go by cannot be deleted (nor renamed: see CatalogEntry).
+    # Labelled as the list's column is: the robot, by its serial (R2-D2).
     version = models.ForeignKey(
-        Version, on_delete=models.PROTECT, related_name="orders", verbose_name="версия"
+        Version, on_delete=models.PROTECT, related_name="orders", verbose_name="робот"
     )
     robot_serial = models.CharField("робот", max_length=5, editable=False)
     placed_at = models.DateTimeField("заказан", default=timezone.now)
@@ -127,7 +128,10 @@ class Attempt(models.Model):
         ordering = ["at"]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.code or ''} {self.outcome}"
+        code = f" ({self.code})" if self.code else ""
+        return (
+            f"{timezone.localtime(self.at):%d.%m.%Y %H:%M:%S} — {self.get_outcome_display()}{code}"
+        )
 
 
 class Bounce(models.Model):
@@ -267,6 +271,9 @@ class RateCounter(models.Model):
     bucket = models.CharField(max_length=300, unique=True)
     window_start = models.DateTimeField()
     hits = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name, verbose_name_plural = "счётчик запросов", "счётчики запросов"
 
     @classmethod
     def hit(cls, limits: list[tuple[str, str, int, timedelta]]) -> list[Quota]:

@@ -15,8 +15,8 @@ class VersionInline(admin.TabularInline):
         return super().get_queryset(request).annotate(robot_count=Count("robots"))
 
     @admin.display(description="произведено роботов")
-    def robot_count(self, version: Version) -> int:
-        return getattr(version, "robot_count", 0)
+    def robot_count(self, version: Version) -> int | str:
+        return getattr(version, "robot_count", "")  # nothing in the empty row for a new one
 
 
 @admin.register(Model)
@@ -61,12 +61,24 @@ class RobotAdmin(CountedDeletionMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
 
+class RevokedFilter(admin.SimpleListFilter):
+    title, parameter_name = "отозван", "revoked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Да"), ("no", "Нет")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(revoked_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys for machines: shown once when created, then only their name and use."""
 
     list_display = ["name", "created_at", "last_used_at", "revoked_at"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = [RevokedFilter]
     readonly_fields = ["created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 

@@ -415,6 +415,7 @@ class IdempotentAnswer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "сохранённый ответ", "сохранённые ответы"
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="one_answer_per_key")]
 
     @classmethod

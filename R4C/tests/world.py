@@ -23,6 +23,8 @@ from orders.models import Order
 from robots.models import Model, Robot, Version
 
 CATALOG = {"R2": ["D2", "A1"], "13": ["XS"]}
+# The longest address a page must still show readably: 64 characters.
+LONG_ADDRESS = "konstantin.konstantinopolsky.procurement-dept1@robots.example.ru"
 BODY = (
     "Добрый день!\n"
     "Недавно вы интересовались нашим роботом модели R2, версии D2.\n"
@@ -197,3 +199,28 @@ def samples(text: bytes) -> dict[tuple, float]:
         for family in text_string_to_metric_families(text.decode())
         for sample in family.samples
     }
+
+
+def mail_gone_out() -> dict[str, Order]:
+    """Orders for the catalog whose notices went every way, as the admin shows them once
+    mail has gone out: sent (one to a 64-character address), refused for good (its address
+    suppressed), retrying after a temporary refusal, stopped, still waiting; with a bounce
+    and an API key. By address."""
+    from customers.models import Customer
+    from orders.models import Bounce
+    from orders.tests.smtp import smtp_server
+    from robots.models import ApiKey
+
+    ApiKey.issue("линия 3")
+    waiting = ["ann@example.com", LONG_ADDRESS, "gone@example.com", "later@example.com"]
+    place("R2-D2", *waiting)
+    place("R2-A1", "bob@example.com", LONG_ADDRESS)
+    produce("R2-D2")
+    with smtp_server() as server:
+        server.refuse["gone@example.com"] = "550 5.1.1 The email account does not exist"
+        server.refuse["later@example.com"] = "451 4.3.0 Mailbox busy, try again later"
+        drain()
+    outbox.stop(Customer.objects.get(email="bob@example.com").pk)
+    orders = {o.customer.email: o for o in Order.objects.select_related("customer")}
+    outbox.bounced(orders["ann@example.com"], Bounce.Kind.SOFT, "4.2.2", "mailbox full")
+    return orders

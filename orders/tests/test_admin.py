@@ -3,7 +3,7 @@ from django.test import TestCase
 
 from customers.models import Customer
 from orders.models import Arrival, Order
-from R4C.tests.world import catalog, place, produce
+from R4C.tests.world import catalog, mail_gone_out, place, produce
 
 
 class OrderAdminTests(TestCase):
@@ -75,6 +75,20 @@ class OrderAdminTests(TestCase):
         )
         self.assertEqual(response.status_code, 403)
         self.assertEqual(Order.objects.get().robot_serial, "R2-D2")
+
+    def test_an_order_s_page_says_only_what_is_so_with_the_list_s_labels(self):
+        orders = mail_gone_out()
+        sent = self.client.get(f"/admin/orders/order/{orders['ann@example.com'].pk}/change/")
+        retrying = self.client.get(f"/admin/orders/order/{orders['later@example.com'].pk}/change/")
+
+        # A notice that went needs no next attempt; one that waits to retry has one.
+        self.assertNotContains(sent, "Следующая попытка")
+        self.assertContains(retrying, "Следующая попытка")
+        # The robot is called so here as in the list, and each attempt is said in Russian.
+        self.assertContains(sent, "<label>Робот:</label>", html=True)
+        self.assertNotContains(sent, "Версия:")
+        self.assertContains(sent, "— принято (250)")
+        self.assertNotRegex(sent.content.decode(), r"\b(sent|retry|failed)\b")
 
     def test_an_order_cannot_be_deleted_but_its_customer_can_be_forgotten(self):
         [order] = place("R2-D2", "ann@example.com")

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
@@ -34,6 +35,15 @@ class CatalogAdminTests(TestCase):
         model = Model.objects.get()
         self.assertEqual(model.name, "X5")
         self.assertEqual(sorted(model.versions.values_list("name", flat=True)), ["LT", "M1"])
+
+    def test_a_model_s_page_shows_no_count_in_the_empty_row_for_a_new_version(self):
+        self.client.post("/admin/robots/model/add/", self.model_form("x5", ["LT"]))
+        page = self.client.get(f"/admin/robots/model/{Model.objects.get().pk}/change/")
+        counts = re.findall(
+            r'<td class="field-robot_count">\s*<p>(.*?)</p>', page.content.decode()
+        )
+        self.assertEqual(counts[0], "0")  # LT: none produced yet
+        self.assertNotIn("0", counts[1:])  # the row for a new version counts nothing
 
     def test_it_refuses_names_that_are_not_two_letters_or_digits(self):
         response = self.client.post("/admin/robots/model/add/", self.model_form("R2D", ["D-"]))

@@ -1,0 +1,78 @@
+"""The admin's lists and reports fit a laptop (1280 px) and a phone (390 px) with real data:
+notices sent, refused, retrying and stopped, and a 64-character address. In Chromium."""
+
+import pytest
+from django.contrib.auth.models import User
+from selenium.webdriver.common.by import By
+
+from R4C.tests.browser import BrowserTestCase
+from R4C.tests.world import catalog, mail_gone_out, produce
+
+pytestmark = pytest.mark.slow
+
+# How far the page, and the list's own box, would scroll sideways: 0 when it fits.
+OVERFLOW = """
+const box = document.querySelector(arguments[0]);
+return [document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        box ? box.scrollWidth - box.clientWidth : 0];
+"""
+# Each column header narrower than its own longest word, as [header, its width, the word's].
+SQUEEZED = """
+const out = [];
+for (const th of document.querySelectorAll('#result_list thead th')) {
+  const text = th.innerText.trim();
+  if (!text) continue;
+  const probe = document.createElement('span');
+  probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+  probe.style.font = getComputedStyle(th.querySelector('a, span, div') || th).font;
+  probe.style.textTransform = getComputedStyle(th.querySelector('a, span, div') || th).textTransform;
+  let longest = 0;
+  for (const word of text.split(/\\s+/)) {
+    probe.textContent = word;
+    document.body.appendChild(probe);
+    longest = Math.max(longest, probe.getBoundingClientRect().width);
+    probe.remove();
+  }
+  const inner = th.querySelector('.text') || th;
+  if (inner.getBoundingClientRect().width + 1 < longest) out.push([text, inner.getBoundingClientRect().width, longest]);
+}
+return out;
+"""
+
+
+class AdminFitsTests(BrowserTestCase):
+    def setUp(self):
+        catalog()
+        mail_gone_out()
+        produce("R2-A1", 3)
+        User.objects.create_superuser("boss", "boss@r4c.test", "a-long-passphrase")
+        self.driver.delete_all_cookies()
+        self.driver.get(f"{self.live_server_url}/admin/login/")
+        self.driver.find_element(By.ID, "id_username").send_keys("boss")
+        self.driver.find_element(By.ID, "id_password").send_keys("a-long-passphrase")
+        self.driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]").click()
+        self.driver.find_element(By.ID, "user-tools")
+
+    def at(self, width: int, path: str, box: str = "#changelist .results") -> list[int]:
+        self.driver.set_window_size(width, 900)
+        self.driver.get(f"{self.live_server_url}{path}")
+        return self.driver.execute_script(OVERFLOW, box)
+
+    def test_the_orders_list_fits_a_laptop_with_every_column_readable(self):
+        page, table = self.at(1280, "/admin/orders/order/")
+        self.browser.screenshot("admin-orders")
+        self.assertEqual((page, table), (0, 0), "the page or the list scrolls sideways at 1280 px")
+        self.assertEqual(self.driver.execute_script(SQUEEZED), [])
+
+    def test_the_orders_list_reads_on_a_phone_scrolling_only_inside_its_box(self):
+        page, _ = self.at(390, "/admin/orders/order/")
+        self.browser.screenshot("admin-orders-390")
+        self.assertEqual(page, 0, "the page scrolls sideways at 390 px")
+        self.assertEqual(self.driver.execute_script(SQUEEZED), [])
+
+    def test_the_week_s_report_and_the_demand_fit_a_phone(self):
+        for path, name in [("/admin/report/", "admin-report"), ("/admin/demand/", "admin-demand")]:
+            with self.subTest(path=path):
+                page, box = self.at(390, path, "#content-main")
+                self.browser.screenshot(f"{name}-390")
+                self.assertEqual((page, box), (0, 0), f"{path} is wider than a phone")
