@@ -12,8 +12,11 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
+from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
 from openpyxl.styles import Border, Font, PatternFill, Side
 from openpyxl.styles.fonts import DEFAULT_FONT
+from openpyxl.utils import column_index_from_string
+from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.worksheet import Worksheet
 
 from robots.models import SERIAL, Robot
@@ -36,9 +39,11 @@ HEADER_FONT = Font(
 )
 HEADER_FILL = PatternFill("solid", fgColor="DDE4EE")
 BOX = Border(*(Side(style="thin", color="7A8699"),) * 4)
-# Printed, a sheet is its table and its chart (anchored at E2) on one landscape A4 page.
-PRINT_AREA_COLUMNS = "A:N"
-PRINT_AREA_MIN_ROWS = 26
+# Printed, a sheet is its table (A:C) and its chart (E2 to the print area's corner) on one
+# landscape A4 page, which they fill: the print area is just what they cover, in about the
+# page's proportions.
+PRINT_AREA_COLUMNS = "A:L"
+PRINT_AREA_ROWS = 40
 
 Window = tuple[datetime, datetime]
 
@@ -105,12 +110,13 @@ def render_production_list(counts: list[tuple[str, int]], window: Window | None 
     First "Итого": the week, one row per serial (or a line that says none was produced) and
     the total. Then a sheet per model: the header row, one row per version (what readers of
     the report rely on) and its total, with a chart. The week, when given, is on each printed
-    page once, in one line: the summary's first line, the model sheets' page header.
+    page once, in one line: the first line of each sheet (on a model sheet, beside the
+    table's header, so that its rows are still the table's).
     """
     workbook = Workbook()
     summary = workbook.active
     summary.title = SUMMARY
-    # The week in its first line; the model sheets have it in their printed pages' header.
+    # The week in its first line.
     summary.append([describe_window(window) if window else "Производство за неделю"])
     _start_table(summary, SUMMARY_HEADER)
     for serial, count in counts:
@@ -119,18 +125,18 @@ def render_production_list(counts: list[tuple[str, int]], window: Window | None 
         _add_chart(summary, SUMMARY, "Робот")
     else:
         summary.append([NO_PRODUCTION])
-    _append_total(summary, counts)
+    _append_total(summary, counts, SUMMARY_HEADER)
     _set_up_printing(summary)
     for model, rows in groupby(counts, key=lambda row: row[0].split("-", 1)[0]):
         rows = list(rows)
         sheet = workbook.create_sheet(title=model)
         _start_table(sheet, HEADER)
-        if window:
-            sheet.oddHeader.center.text = describe_window(window)
+        if window:  # beside the table's header, above the chart: its rows stay the table's
+            sheet["E1"] = describe_window(window)
         for serial, count in rows:
             _append_text_row(sheet, model, serial.split("-", 1)[1], count)
         _add_chart(sheet, model, HEADER[1])
-        _append_total(sheet, rows)
+        _append_total(sheet, rows, HEADER)
         _set_up_printing(sheet)
     buffer = io.BytesIO()
     workbook.save(buffer)
@@ -146,7 +152,7 @@ def report_name(window: Window) -> str:
 def _start_table(sheet: Worksheet, header: tuple[str, ...]) -> None:
     """The header row, filled and bordered, below what the sheet holds already."""
     sheet.append(header)
-    for cell in sheet[sheet.max_row]:
+    for cell in sheet[sheet.max_row][: len(header)]:
         cell.font, cell.fill, cell.border = HEADER_FONT, HEADER_FILL, BOX
     sheet.freeze_panes = f"A{sheet.max_row + 1}"
     # The names' columns narrow, the count's wide enough for its header.
@@ -157,16 +163,15 @@ def _start_table(sheet: Worksheet, header: tuple[str, ...]) -> None:
 def _append_text_row(sheet: Worksheet, *names_and_count) -> None:
     sheet.append(names_and_count)
     # openpyxl takes any string that starts with "=" for a formula; a catalog name is text.
-    for cell in sheet[sheet.max_row][:-1]:
+    for cell in sheet[sheet.max_row][: len(names_and_count) - 1]:
         cell.data_type = "s"
 
 
-def _append_total(sheet: Worksheet, rows: list[tuple[str, int]]) -> None:
+def _append_total(sheet: Worksheet, rows: list[tuple[str, int]], header: tuple[str, ...]) -> None:
     """The total row under the table, its count in the count's column."""
-    width = sheet.max_column if rows else len(SUMMARY_HEADER)
     total = sum(count for _, count in rows)
-    sheet.append([SUMMARY, *[None] * (width - 2), total])
-    for cell in sheet[sheet.max_row]:
+    sheet.append([SUMMARY, *[None] * (len(header) - 2), total])
+    for cell in sheet[sheet.max_row][: len(header)]:
         cell.font, cell.border = HEADER_FONT, BOX
 
 
@@ -175,7 +180,6 @@ def _add_chart(sheet: Worksheet, title: str, axis: str) -> None:
     before it (the version; the serial on the summary)."""
     chart = BarChart()
     chart.title = f"{title}: {HEADER[2].lower()}"
-    chart.width, chart.height = 20, 11  # cm: with the table, most of a landscape A4 page
     chart.y_axis.title = "Роботов"
     chart.x_axis.title = axis
     chart.legend = None
@@ -185,13 +189,20 @@ def _add_chart(sheet: Worksheet, title: str, axis: str) -> None:
     chart.y_axis.number_format = "0"
     chart.x_axis.delete = False
     chart.y_axis.delete = False
-    last, counts = sheet.max_row, sheet.max_column
-    header = next(row for row in range(1, last + 1) if sheet.cell(row, counts).value == HEADER[2])
+    found = next(cell for row in sheet.iter_rows() for cell in row if cell.value == HEADER[2])
+    header, counts, last = found.row, found.column, sheet.max_row
     chart.add_data(
         Reference(sheet, min_col=counts, min_row=header, max_row=last), titles_from_data=True
     )
     chart.set_categories(Reference(sheet, min_col=counts - 1, min_row=header + 1, max_row=last))
-    sheet.add_chart(chart, f"E{header}")
+    # Spread over cells, not sized in cm: the print area is then exactly the table and the
+    # chart, which fit-to-page scales to fill the page.
+    last = PRINT_AREA_COLUMNS.split(":")[1]
+    chart.anchor = TwoCellAnchor(
+        _from=AnchorMarker(col=column_index_from_string("E") - 1, row=1),
+        to=AnchorMarker(col=column_index_from_string(last) - 1, row=PRINT_AREA_ROWS - 1),
+    )
+    sheet.add_chart(chart)
 
 
 def _set_up_printing(sheet: Worksheet) -> None:
@@ -200,8 +211,10 @@ def _set_up_printing(sheet: Worksheet) -> None:
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet.page_setup.fitToWidth = 1
     sheet.page_setup.fitToHeight = 1
+    # Half-inch margins, no header or footer: the week is on the sheet's first line.
+    sheet.page_margins = PageMargins(left=0.5, right=0.5, top=0.5, bottom=0.5, header=0, footer=0)
     first, last = PRINT_AREA_COLUMNS.split(":")
-    sheet.print_area = f"{first}1:{last}{max(sheet.max_row, PRINT_AREA_MIN_ROWS)}"
+    sheet.print_area = f"{first}1:{last}{max(sheet.max_row, PRINT_AREA_ROWS)}"
 
 
 def _write_atomically(folder, name: str, content: bytes) -> None:

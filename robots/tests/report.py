@@ -22,10 +22,15 @@ def read_report(content: bytes) -> dict[str, list[tuple]]:
 
 
 def by_model(content: bytes) -> dict[str, list[tuple]]:
-    """The models' sheets, without the summary "Итого" that comes first."""
+    """The models' sheets' tables (their columns A to C; the week is beside them, in E1),
+    without the summary "Итого" that comes first."""
     sheets = read_report(content)
     assert next(iter(sheets)) == SUMMARY, list(sheets)
-    return {title: rows for title, rows in sheets.items() if title != SUMMARY}
+    return {
+        title: [row[: len(HEADER)] for row in rows]
+        for title, rows in sheets.items()
+        if title != SUMMARY
+    }
 
 
 def sheet(*rows: tuple) -> list[tuple]:

@@ -68,14 +68,27 @@ class ReportPrintTests(SimpleTestCase):
             self.assertEqual(text.count("Неделя: с 19.11.2026 09:00 по"), 1)  # once, one line
             self.assertIn("Итого", text)
             self.assertIn(f"{title}: количество за неделю", text)  # the chart, whole
-        # The table and the chart use the page, not its top corner.
+        # The table and the chart fill the page, not its top half.
         need("pdftoppm")
         for number, (width, height) in enumerate(content_spans(pdf), start=1):
             with self.subTest(page=number):
-                self.assertGreaterEqual(max(width, height), 0.7)
+                self.assertGreaterEqual(height, 0.7)
+                self.assertGreaterEqual(width, 0.7)
+
+    def test_each_sheet_says_its_week_on_its_first_line(self):
+        workbook = load_workbook(io.BytesIO(render_production_list(COUNTS, WINDOW)))
+        for sheet in workbook:
+            with self.subTest(sheet=sheet.title):
+                first = [cell.value for cell in sheet[1] if cell.value]
+                self.assertTrue(
+                    any(str(v).startswith("Неделя: с 19.11.2026 09:00") for v in first)
+                )
+        # On a model sheet the table's rows are still the table's: its header is row 1.
+        self.assertEqual([c.value for c in workbook["R2"][1][:3]], ["Модель", "Версия",
+                         "Количество за неделю"])  # fmt: skip
 
     def test_header_and_data_share_one_font(self):
         sheet = load_workbook(io.BytesIO(render_production_list(COUNTS, WINDOW)))["R2"]
         fonts = {(cell.font.name, cell.font.sz) for row in sheet.iter_rows() for cell in row}
         self.assertEqual(len(fonts), 1, fonts)
-        self.assertTrue(all(cell.font.bold for cell in sheet[1]))
+        self.assertTrue(all(cell.font.bold for cell in sheet[1][:3]))  # the table's header

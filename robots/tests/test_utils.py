@@ -50,9 +50,12 @@ class CreateProductionListTests(ReportTestCase):
         self.assertEqual(header, ("Робот", "Количество за неделю"))
         self.assertEqual(rows, [("13-XS", 4), ("R2-A1", 2), ("R2-D2", 3), ("X5-LT", 1)])
         self.assertEqual(total, ("Итого", 10))
-        self.assertEqual(report["13"], sheet(("13", "XS", 4)))
-        self.assertEqual(report["R2"], sheet(("R2", "A1", 2), ("R2", "D2", 3)))
-        self.assertEqual(report["X5"], sheet(("X5", "LT", 1)))
+        tables = by_model(create_production_list(Robot.objects.all(), weekly_window()))
+        self.assertEqual(tables["13"], sheet(("13", "XS", 4)))
+        self.assertEqual(tables["R2"], sheet(("R2", "A1", 2), ("R2", "D2", 3)))
+        self.assertEqual(tables["X5"], sheet(("X5", "LT", 1)))
+        # Each model sheet says its week on its first line, beside the table's header.
+        self.assertEqual(report["R2"][0][4], describe_window(weekly_window()))
 
     def test_it_counts_only_the_selection_it_is_given(self):
         self.produce("R2", "D2", 2)
