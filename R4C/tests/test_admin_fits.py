@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from selenium.webdriver.common.by import By
 
 from R4C.tests.browser import BrowserTestCase
-from R4C.tests.world import catalog, mail_gone_out, produce
+from R4C.tests.world import LONG_ADDRESS, catalog, mail_gone_out, produce
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +63,9 @@ class AdminFitsTests(BrowserTestCase):
         self.browser.screenshot("admin-orders")
         self.assertEqual((page, table), (0, 0), "the page or the list scrolls sideways at 1280 px")
         self.assertEqual(self.driver.execute_script(SQUEEZED), [])
+        # Shortened in the list, whole in its title.
+        cell = self.driver.find_element(By.CSS_SELECTOR, f'[title="{LONG_ADDRESS}"]')
+        self.assertLess(len(cell.text), len(LONG_ADDRESS))
 
     def test_the_orders_list_reads_on_a_phone_scrolling_only_inside_its_box(self):
         page, _ = self.at(390, "/admin/orders/order/")
