@@ -39,6 +39,27 @@ for (const th of document.querySelectorAll('#result_list thead th')) {
 return out;
 """
 
+# The words of the elements `arguments[0]` selects that are laid out over two lines.
+BROKEN_WORDS = """
+const broken = [];
+for (const el of document.querySelectorAll(arguments[0]))
+  for (const node of el.childNodes) {
+    if (node.nodeType !== Node.TEXT_NODE) continue;
+    let at = 0;
+    for (const part of node.textContent.split(/(\\s+)/)) {
+      if (part.trim()) {
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + part.length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(part);
+      }
+      at += part.length;
+    }
+  }
+return broken;
+"""
+
 
 class AdminFitsTests(BrowserTestCase):
     def setUp(self):
@@ -72,6 +93,16 @@ class AdminFitsTests(BrowserTestCase):
         self.browser.screenshot("admin-orders-390")
         self.assertEqual(page, 0, "the page scrolls sideways at 390 px")
         self.assertEqual(self.driver.execute_script(SQUEEZED), [])
+
+    def test_on_a_phone_no_serial_or_section_name_is_broken_over_two_lines(self):
+        for path, names in [
+            ("/admin/orders/order/", "#result_list .field-robot_serial"),
+            ("/admin/", "#content-main .module th a"),
+            ("/admin/demand/", "#demand td"),
+        ]:
+            with self.subTest(path=path):
+                self.at(390, path)
+                self.assertEqual(self.driver.execute_script(BROKEN_WORDS, names), [])
 
     def test_the_week_s_report_and_the_demand_fit_a_phone(self):
         for path, name in [("/admin/report/", "admin-report"), ("/admin/demand/", "admin-demand")]:
