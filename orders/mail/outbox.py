@@ -14,7 +14,8 @@ notice answers) change only through these transitions:
     stopped    due       place again: a robot is in stock
     due        sending   claim: a worker takes it until claimed_until (its lease)
     sending    sent      record: the server accepted it
-    sending    due       record: a temporary failure (later), or release (a worker stops)
+    sending    due       record: a temporary failure (later), or release (a worker stops,
+                           or hands a batch on behind a slow reply)
     sending    failed    record: rejected for good
     waiting,   stopped   stop: the address pressed a notice's stop link, or complained
     due,                   (bounced: a feedback report)
@@ -451,7 +452,7 @@ def what_became_of(tag: uuid.UUID, order: Order) -> str:
         return "its address stopped mail"
     if now == (State.FAILED, SUPPRESSED):
         return "its address is suppressed"
-    return "its lease ran out and another worker took it"
+    return "another sender took it (its lease ran out, or its batch was handed on)"
 
 
 def record(tag: uuid.UUID, order: Order, attempt: Attempt) -> bool:
@@ -513,7 +514,9 @@ def renew(tag: uuid.UUID) -> bool:
     return bool(mine.update(claimed_until=timezone.now() + _lease()))
 
 
-def release(tag: uuid.UUID) -> None:
-    """Give a claim's unsent notices back, due as they were (a stopping worker)."""
+def release(tag: uuid.UUID, pks: list[int] | None = None) -> int:
+    """Give a claim's unsent notices (those of `pks`) back, due as they were (a stopping
+    worker, or a batch handed on behind a slow reply). How many."""
     mine = Order.objects.filter(claim=tag, state=State.SENDING)
-    mine.update(state=State.DUE, claim=None, claimed_until=None)
+    mine = mine if pks is None else mine.filter(pk__in=pks)
+    return mine.update(state=State.DUE, claim=None, claimed_until=None)

@@ -17,7 +17,8 @@ What holds, and why:
   doubt; that message goes again with the same Message-ID, so receivers can tell.
 - A failing recipient delays no other: after a connection-level failure the sender
   reconnects for the rest of its batch, and fresh notices are claimed before those that
-  keep failing.
+  keep failing. A slow one neither: after HAND_ON s its batch's other notices go back to
+  the queue for idle senders, and its exchange is cut off at its deadline.
 """
 
 import itertools
@@ -69,6 +70,12 @@ BATCH = 10
 # LISTEN, this is the latency of a notice; on PostgreSQL it only picks up retries and
 # leases that came due with time.
 POLL = {"sqlite": 0.1, "postgresql": 1.0}
+# A message whose exchange takes longer than HAND_ON seconds hands the rest of its batch back
+# to the queue, for idle senders; one that takes longer than DEADLINE times the mail server's
+# timeout (EMAIL_TIMEOUT, per read) is cut off and tried again later: a reply that trickles
+# in a byte at a time holds its own notice only.
+HAND_ON = 1.0
+DEADLINE = 6
 TIDY_EVERY = 600  # seconds between purges of what has expired (counters, answers, notices)
 WORKER_BEAT = 5  # seconds between a worker's signs of life (/healthz: worker_seen_seconds)
 
@@ -129,6 +136,18 @@ class MailConnection:
     def __init__(self):
         self.mailer = mailers.default
         self.is_open = False
+        self.cut_off = False  # the exchange in hand passed its deadline (abort)
+        self.deadline = DEADLINE * (getattr(self.mailer, "timeout", None) or 10)
+
+    def abort(self) -> None:
+        """Cut the exchange in hand off (from another thread): its reads fail at once."""
+        sock = getattr(getattr(self.mailer, "connection", None), "sock", None)
+        if sock is not None:
+            self.cut_off = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
     def open(self) -> None:
         if not self.is_open:
@@ -150,6 +169,7 @@ class MailConnection:
         message opens a new one.
         """
         started = time.monotonic()
+        self.cut_off = False
         try:
             self.open()
         except (OSError, smtplib.SMTPException) as error:
@@ -173,8 +193,11 @@ class MailConnection:
         except ValueError as error:  # an address the mail library cannot encode
             return _attempt(started, Attempt.Outcome.FAILED, None, str(error))
         except (OSError, smtplib.SMTPException) as error:
-            # The connection broke (or timed out) mid-exchange.
+            # The connection broke, timed out or was cut off mid-exchange.
             self.close()
+            if self.cut_off:
+                said = f"no whole answer within {self.deadline:g} s: cut off"
+                return _attempt(started, Attempt.Outcome.RETRY, None, said)
             return _attempt(started, Attempt.Outcome.RETRY, None, _words(error))
         except Exception as error:
             # A notice that cannot be made or sent, for a reason nobody foresaw, fails alone:
@@ -242,6 +265,32 @@ class Claim:
                 connection.close()
                 time.sleep(min(0.25 * 2**attempt, 2))
 
+    def hand_on(self, rest: list[Order]) -> None:
+        """Give `rest`, notices of this batch not yet offered, back to the queue (from a
+        timer's thread): idle senders take them while this one waits for a slow reply."""
+        try:
+            if handed := outbox.release(self.tag, [order.pk for order in rest]):
+                log.info("claim %s: %s notices handed on behind a slow reply", self.tag, handed)
+        except DatabaseError:
+            log.warning("claim %s: could not hand notices on; they wait for this sender", self.tag)
+        finally:
+            connection.close()  # this thread's own
+
+    @contextmanager
+    def watched(self, mail: "MailConnection", rest: list[Order]):
+        """While one message is sent: after HAND_ON s the rest of the batch goes back to the
+        queue, after the deadline the exchange is cut off. Both done, or not begun, on exit."""
+        timers = [threading.Timer(HAND_ON, self.hand_on, [rest]),
+                  threading.Timer(mail.deadline, mail.abort)]  # fmt: skip
+        for timer in timers:
+            timer.start()
+        try:
+            yield
+        finally:
+            for timer in timers:
+                timer.cancel()
+                timer.join()  # a hand-on under way ends before the next notice is taken
+
     @contextmanager
     def kept_alive(self):
         """While the batch is sent, renew its lease every third of it: a server that answers
@@ -285,7 +334,8 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
                 reason = batch.retry_while_held(outbox.what_became_of, tag, order)
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
-            attempt = mail.send(order)
+            with batch.watched(mail, orders[index + 1 :]):
+                attempt = mail.send(order)
             _log(tag, order, attempt)
             if not batch.retry_while_held(outbox.record, tag, order, attempt):
                 reason = batch.retry_while_held(outbox.what_became_of, tag, order)

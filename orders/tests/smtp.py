@@ -31,6 +31,7 @@ class Handler:
         # Seconds to answer DATA one byte a second (a "250-" line that trickles in first):
         # each read is quick, the whole reply slow.
         self.trickle = 0
+        self.trickle_to = {}  # recipient -> seconds: the same, for mail to them only
         self.message_ids = []  # the Message-ID of every DATA, accepted or not
         self.on_data = None  # called (in the server's thread) as each DATA arrives
         self.on_accept = None  # called with the number of messages accepted so far
@@ -65,7 +66,8 @@ class Handler:
         if self.on_data:
             self.on_data(parsed)
         await asyncio.sleep(self.data_delay)
-        for byte in f"250-{'.' * max(self.trickle - 7, 0)}\r\n".encode()[: self.trickle]:
+        trickle = max([self.trickle, *(self.trickle_to.get(r, 0) for r in envelope.rcpt_tos)])
+        for byte in f"250-{'.' * max(trickle - 7, 0)}\r\n".encode()[:trickle]:
             server._writer.write(bytes([byte]))
             await server._writer.drain()
             await asyncio.sleep(1)

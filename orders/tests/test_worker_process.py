@@ -271,6 +271,30 @@ class WorkerProcessTests(TransactionTestCase):
 
         self.assertEqual(server.recipients(), sorted(emails))
 
+    def test_a_reply_trickled_for_a_minute_holds_only_its_own_notice(self):
+        others = [f"customer{i}@example.com" for i in range(6)]
+        place("R2-D2", "slow@example.com", *others)  # first in the batch
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            # A byte a second, each read well within EMAIL_TIMEOUT (2 s): only the whole
+            # exchange's deadline (6 × 2 s) ends it.
+            server.trickle_to = {"slow@example.com": 60}
+            worker = self.start_worker(server.port, NOTICE_CONNECTIONS="4", EMAIL_TIMEOUT="2")
+            self.assertTrue(wait_for(lambda: server.message_ids, seconds=30))  # on the wire
+            # The rest of its batch does not wait for it: handed on, sent by another sender.
+            self.assertTrue(wait_for(lambda: server.recipients() == sorted(others), seconds=5))
+            slow = Order.objects.get(customer__email="slow@example.com")
+            self.assertTrue(wait_for(lambda: slow.attempt_log.exists(), seconds=20))
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+
+        attempt = slow.attempt_log.get()
+        self.assertEqual(attempt.outcome, "retry")
+        self.assertIn("no whole answer within 12 s", attempt.reply)
+        self.assertLess(attempt.seconds, 15)
+        self.assertEqual(Order.objects.filter(state="sent").count(), 6)
+
     def test_a_stop_pressed_while_the_server_holds_data_then_answers_451_is_final(self):
         place("R2-D2", "ann@example.com")
         place("R2-A1", "ann@example.com")
