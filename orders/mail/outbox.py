@@ -39,6 +39,7 @@ the installed trigger back and checks them.
 """
 
 import logging
+import socket
 import uuid
 from collections import Counter
 from contextlib import nullcontext
@@ -49,6 +50,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -64,7 +66,7 @@ from orders.models import (
     Suppression,
 )
 from R4C.logs import redact
-from robots.models import Version
+from robots.models import Robot, Version
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ def place(email: str, version: Version) -> Placing:
             return place(email, fresh)
         raise ValidationError(f"The catalog has no robot {version.serial}.") from None
     order.version = version
+    if order.state == State.DUE:
+        transaction.on_commit(wake_worker)
     last_sent = mailed_lately(order, now) if order.renewed else None
     return Placing(order, bool(order.created), bool(order.in_stock), last_sent)
 
@@ -188,6 +192,34 @@ SQLITE = (
         "WHERE c.inbox = %(inbox)s AND s.version_id = %(version)s AND s.sent_on = %(today)s)",
     }
 )
+
+
+def wake_path() -> str | None:
+    """Where the worker on this host is woken (SQLite: a Unix datagram socket beside the
+    database file); None on PostgreSQL, where the order's trigger NOTIFYs the worker."""
+    if connection.vendor != "sqlite":
+        return None
+    return f"{connection.settings_dict['NAME']}.wake"
+
+
+def wake_worker() -> None:
+    """Tell the worker on this host that a notice may be due now, at once instead of at its
+    next poll. One datagram, never waited for: with no worker listening, it is dropped."""
+    if (path := wake_path()) is None:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(b"!", path)
+        except OSError:  # no worker, a full queue of wakes, a path too long: it polls
+            pass
+
+
+@receiver(post_save, sender=Robot, dispatch_uid="orders.robot_produced")
+def robot_produced(sender, instance: Robot, created: bool, **kwargs) -> None:
+    """A robot arrived: its waiting orders (the database noted an Arrival) are the worker's."""
+    if created:
+        transaction.on_commit(wake_worker)
 
 
 def _repeat_after() -> timedelta:
@@ -260,6 +292,7 @@ def forget(sender, customer: Customer, **kwargs) -> None:
 
 def retry_failed(orders) -> int:
     """Make failed notices due again now (the admin's action)."""
+    transaction.on_commit(wake_worker)
     return orders.filter(state=State.FAILED).update(
         state=State.DUE, attempts=0, next_attempt_at=timezone.now(), due_at=timezone.now()
     )

@@ -21,9 +21,11 @@ What holds, and why:
   the queue for idle senders, and its exchange is cut off at its deadline.
 """
 
+import contextlib
 import itertools
 import logging
 import os
+import select
 import smtplib
 import socket
 import threading
@@ -433,7 +435,8 @@ def serve(stop: threading.Event, connections: int) -> None:
         thread.start()
     log.info("sending notices on up to %s connections; stop with SIGTERM or Ctrl-C", connections)
     try:
-        dispatch(stop, idle, connections)
+        with woken_by_requests() as door:
+            dispatch(stop, idle, connections, door)
     finally:
         stop.set()
         idle.wake(connections)
@@ -443,10 +446,13 @@ def serve(stop: threading.Event, connections: int) -> None:
     log.info("notice worker stopped")
 
 
-def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None:
+def dispatch(
+    stop: threading.Event, idle: IdleSenders, connections: int, door: socket.socket | None
+) -> None:
     """The worker's main thread: show the worker alive (its heartbeat row), forget what has
     expired now and then, make arrivals due, and wake as many senders as there are batches
-    due (told by LISTEN on PostgreSQL, by polling on SQLite or behind a pooler)."""
+    due (told by LISTEN on PostgreSQL; on SQLite by a request's datagram on `door`, or by
+    polling, also behind a pooler)."""
     listening = None
     # LISTEN's session: the worker's own, or a direct one past the pooler.
     ear = db_connections["listen"] if "listen" in settings.DATABASES else connection
@@ -482,7 +488,12 @@ def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None
             if due:
                 idle.wake(-(-due // BATCH))
             if wakeup() == "poll":
-                stop.wait(POLL[connection.vendor])
+                if door is None:
+                    stop.wait(POLL[connection.vendor])
+                elif select.select([door], [], [], POLL["sqlite"])[0]:
+                    while _read(door):  # every wake that came meanwhile: one look covers them
+                        pass
+                    log.debug("woken by a request")
                 continue
             # A request's NOTIFY (sent when it commits) ends the wait at once.
             if listening is None or listening is not ear.connection:
@@ -501,3 +512,57 @@ def dispatch(stop: threading.Event, idle: IdleSenders, connections: int) -> None
             ear.close()
             listening = None
             stop.wait(1)
+
+
+def _read(door: socket.socket) -> bool:
+    try:
+        door.recv(16)
+        return True
+    except BlockingIOError:
+        return False
+
+
+@contextmanager
+def woken_by_requests():
+    """On SQLite, the socket (outbox.wake_path) on which this host's web processes wake the
+    worker when they make a notice due; None where it cannot be had (another live worker has
+    it, a path too long for a socket) and on PostgreSQL: then the worker polls."""
+    path = outbox.wake_path()
+    door = _open_door(path) if path else None
+    if door is not None:
+        log.info("woken by requests on %s, and polling every %s s", path, POLL["sqlite"])
+    elif path:
+        log.info("not woken by requests (%s is another worker's, or unusable): polling", path)
+    try:
+        yield door
+    finally:
+        if door is not None:
+            door.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _open_door(path: str) -> socket.socket | None:
+    for first in (True, False):
+        door = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            door.bind(path)
+            door.setblocking(False)
+            return door
+        except OSError:
+            door.close()
+            if not (first and _left_behind(path)):
+                return None
+            os.unlink(path)  # by a worker that died: nobody reads it
+    return None
+
+
+def _left_behind(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.sendto(b"", path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+    return False
