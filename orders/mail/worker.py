@@ -78,6 +78,7 @@ POLL = {"sqlite": 0.1, "postgresql": 1.0}
 # in a byte at a time holds its own notice only.
 HAND_ON = 1.0
 DEADLINE = 6
+WATCH_EVERY = 0.25  # seconds between the lease thread's looks at the message in hand
 TIDY_EVERY = 600  # seconds between purges of what has expired (counters, answers, notices)
 WORKER_BEAT = 5  # seconds between a worker's signs of life (/healthz: worker_seen_seconds)
 
@@ -250,6 +251,8 @@ class Claim:
     def __init__(self, tag: uuid.UUID):
         self.tag = tag
         self.held_until = time.monotonic() + settings.NOTICE_LEASE_SECONDS
+        self._watch = threading.Lock()
+        self._sending = None  # (since, connection, the rest of the batch) while one is sent
 
     def retry_while_held(self, change: Callable, *args):
         """`change(*args)`; after a lost or refused connection, again and again while the
@@ -267,41 +270,53 @@ class Claim:
                 connection.close()
                 time.sleep(min(0.25 * 2**attempt, 2))
 
-    def hand_on(self, rest: list[Order]) -> None:
-        """Give `rest`, notices of this batch not yet offered, back to the queue (from a
-        timer's thread): idle senders take them while this one waits for a slow reply."""
-        try:
-            if handed := outbox.release(self.tag, [order.pk for order in rest]):
-                log.info("claim %s: %s notices handed on behind a slow reply", self.tag, handed)
-        except DatabaseError:
-            log.warning("claim %s: could not hand notices on; they wait for this sender", self.tag)
-        finally:
-            connection.close()  # this thread's own
-
     @contextmanager
     def watched(self, mail: "MailConnection", rest: list[Order]):
-        """While one message is sent: after HAND_ON s the rest of the batch goes back to the
-        queue, after the deadline the exchange is cut off. Both done, or not begun, on exit."""
-        timers = [threading.Timer(HAND_ON, self.hand_on, [rest]),
-                  threading.Timer(mail.deadline, mail.abort)]  # fmt: skip
-        for timer in timers:
-            timer.start()
+        """While one message is sent, its batch's lease thread watches it: after HAND_ON s
+        `rest`, the notices not yet offered, go back to the queue for idle senders; after
+        the deadline the exchange is cut off. What it does ends before this returns."""
+        with self._watch:
+            self._sending = (time.monotonic(), mail, rest)
         try:
             yield
         finally:
-            for timer in timers:
-                timer.cancel()
-                timer.join()  # a hand-on under way ends before the next notice is taken
+            with self._watch:  # a hand-on under way ends before the next notice is taken
+                self._sending = None
+
+    def _look(self) -> None:
+        with self._watch:
+            if self._sending is None:
+                return
+            since, mail, rest = self._sending
+            waited = time.monotonic() - since
+            if rest and waited > HAND_ON:
+                self._sending = (since, mail, [])
+                try:
+                    handed = outbox.release(self.tag, [order.pk for order in rest])
+                    log.info(
+                        "claim %s: %s notices handed on behind a slow reply", self.tag, handed
+                    )
+                except DatabaseError:
+                    log.warning("claim %s: could not hand notices on", self.tag)
+                    connection.close()
+            if waited > mail.deadline:
+                mail.abort()
 
     @contextmanager
     def kept_alive(self):
-        """While the batch is sent, renew its lease every third of it: a server that answers
-        slowly but surely must not let the lease lapse under a live worker."""
+        """While the batch is sent, renew its lease every third of it (a server that answers
+        slowly but surely must not let the lease lapse under a live worker), and watch the
+        message in hand (`watched`)."""
         done = threading.Event()
 
         def beat():
+            renew_at = time.monotonic() + settings.NOTICE_LEASE_SECONDS / 3
             try:
-                while not done.wait(settings.NOTICE_LEASE_SECONDS / 3):
+                while not done.wait(WATCH_EVERY):
+                    self._look()
+                    if time.monotonic() < renew_at:
+                        continue
+                    renew_at = time.monotonic() + settings.NOTICE_LEASE_SECONDS / 3
                     try:
                         if outbox.renew(self.tag):
                             self.held_until = time.monotonic() + settings.NOTICE_LEASE_SECONDS
