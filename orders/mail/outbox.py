@@ -38,6 +38,7 @@ The arrival trigger (migration 0007, then 0010) reads `WAITING` and `CHANNEL`; a
 the installed trigger back and checks them.
 """
 
+import hashlib
 import logging
 import socket
 import uuid
@@ -194,24 +195,26 @@ SQLITE = (
 )
 
 
-def wake_path() -> str | None:
-    """Where the worker on this host is woken (SQLite: a Unix datagram socket beside the
-    database file); None on PostgreSQL, where the order's trigger NOTIFYs the worker."""
+def wake_address() -> str | None:
+    """Where the worker on this host is woken on SQLite: a Unix datagram socket in Linux's
+    abstract namespace, named by the database file (no file to leave behind, freed when the
+    worker dies); None on PostgreSQL, where the order's trigger NOTIFYs the worker."""
     if connection.vendor != "sqlite":
         return None
-    return f"{connection.settings_dict['NAME']}.wake"
+    name = hashlib.sha256(str(connection.settings_dict["NAME"]).encode()).hexdigest()[:32]
+    return f"\0r4c-notices-{name}"
 
 
 def wake_worker() -> None:
     """Tell the worker on this host that a notice may be due now, at once instead of at its
     next poll. One datagram, never waited for: with no worker listening, it is dropped."""
-    if (path := wake_path()) is None:
+    if (address := wake_address()) is None:
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         try:
-            sock.sendto(b"!", path)
-        except OSError:  # no worker, a full queue of wakes, a path too long: it polls
+            sock.sendto(b"!", address)
+        except OSError:  # no worker, or a full queue of wakes: it polls
             pass
 
 

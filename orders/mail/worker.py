@@ -506,8 +506,9 @@ def dispatch(
                 if door is None:
                     stop.wait(POLL[connection.vendor])
                 elif select.select([door], [], [], POLL["sqlite"])[0]:
-                    while _read(door):  # every wake that came meanwhile: one look covers them
-                        pass
+                    with contextlib.suppress(BlockingIOError):
+                        while door.recv(16):  # every wake that came: one look covers them
+                            pass
                     log.debug("woken by a request")
                 continue
             # A request's NOTIFY (sent when it commits) ends the wait at once.
@@ -529,55 +530,24 @@ def dispatch(
             stop.wait(1)
 
 
-def _read(door: socket.socket) -> bool:
-    try:
-        door.recv(16)
-        return True
-    except BlockingIOError:
-        return False
-
-
 @contextmanager
 def woken_by_requests():
-    """On SQLite, the socket (outbox.wake_path) on which this host's web processes wake the
-    worker when they make a notice due; None where it cannot be had (another live worker has
-    it, a path too long for a socket) and on PostgreSQL: then the worker polls."""
-    path = outbox.wake_path()
-    door = _open_door(path) if path else None
-    if door is not None:
-        log.info("woken by requests on %s, and polling every %s s", path, POLL["sqlite"])
-    elif path:
-        log.info("not woken by requests (%s is another worker's, or unusable): polling", path)
+    """On SQLite, the socket (outbox.wake_address) on which this host's web processes wake
+    the worker when they make a notice due; None where it cannot be had (another worker has
+    it) and on PostgreSQL: then the worker polls."""
+    door = None
+    if address := outbox.wake_address():
+        door = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            door.bind(address)
+            door.setblocking(False)
+            log.info("woken by requests, and polling every %s s", POLL["sqlite"])
+        except OSError:
+            door.close()
+            door = None
+            log.info("another worker is woken by requests; this one polls")
     try:
         yield door
     finally:
         if door is not None:
             door.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-
-
-def _open_door(path: str) -> socket.socket | None:
-    for first in (True, False):
-        door = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            door.bind(path)
-            door.setblocking(False)
-            return door
-        except OSError:
-            door.close()
-            if not (first and _left_behind(path)):
-                return None
-            os.unlink(path)  # by a worker that died: nobody reads it
-    return None
-
-
-def _left_behind(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.sendto(b"", path)
-        except ConnectionRefusedError:
-            return True
-        except OSError:
-            pass
-    return False
