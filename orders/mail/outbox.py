@@ -51,7 +51,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
-from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -67,7 +66,7 @@ from orders.models import (
     Suppression,
 )
 from R4C.logs import redact
-from robots.models import Robot, Version
+from robots.models import Version
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +205,11 @@ def wake_address() -> str | None:
 
 
 def wake_worker() -> None:
-    """Tell the worker on this host that a notice may be due now, at once instead of at its
-    next poll. One datagram, never waited for: with no worker listening, it is dropped."""
+    """Tell the worker on this host that a notice is due now (an order in stock, a manager's
+    retry), at once instead of at its next poll. One datagram, never waited for: with no
+    worker listening, it is dropped. Not for robots: a worker woken by every robot a line
+    reports would take a core from the web under load (make bench: the robot's rate on
+    SQLite fell by a fifth), and looking first whether orders wait costs the robot more."""
     if (address := wake_address()) is None:
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -216,13 +218,6 @@ def wake_worker() -> None:
             sock.sendto(b"!", address)
         except OSError:  # no worker, or a full queue of wakes: it polls
             pass
-
-
-@receiver(post_save, sender=Robot, dispatch_uid="orders.robot_produced")
-def robot_produced(sender, instance: Robot, created: bool, **kwargs) -> None:
-    """A robot arrived: its waiting orders (the database noted an Arrival) are the worker's."""
-    if created:
-        transaction.on_commit(wake_worker)
 
 
 def _repeat_after() -> timedelta:

@@ -296,15 +296,15 @@ class WorkerProcessTests(TransactionTestCase):
         self.assertEqual(Order.objects.filter(state="sent").count(), 6)
 
     @skipUnless(connection.vendor == "sqlite", "on PostgreSQL the order's NOTIFY wakes it")
-    def test_on_sqlite_a_robot_s_commit_wakes_the_worker_and_a_second_worker_polls(self):
-        place("R2-D2", "ann@example.com")
+    def test_on_sqlite_an_order_in_stock_wakes_the_worker_and_a_second_worker_polls(self):
+        produce("R2-D2")
 
         with smtp_server() as server:
             worker = self.start_worker(server.port, LOG_LEVEL="DEBUG")
             self.assertTrue(wait_for(lambda: Heartbeat.objects.exists()))  # it watches
             second = self.start_worker(server.port)
             self.assertTrue(wait_for(lambda: Heartbeat.objects.count() == 2))
-            produce("R2-D2")  # committed here, in this process: its commit wakes the worker
+            place("R2-D2", "ann@example.com")  # committed here: its commit wakes the worker
             self.assertTrue(wait_for(lambda: server.messages))
             for process in (worker, second):
                 process.send_signal(signal.SIGTERM)
