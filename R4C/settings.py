@@ -403,6 +403,10 @@ NOTICE_DAILY_CAP = env_number("NOTICE_DAILY_CAP", 3, minimum=1, maximum=1000)
 # SMTP connections one worker sends on at once: a 1 s-per-message server takes 1,000
 # notices in 1,000 / NOTICE_CONNECTIONS seconds.
 NOTICE_CONNECTIONS = env_number("NOTICE_CONNECTIONS", 16, minimum=1, maximum=100)
+# Messages a second one worker sends at most, evenly spaced (a relay's agreed rate);
+# empty: as fast as the server takes them. Either way, a server that answers "too many"
+# (421, 4.7.x) gets fewer connections.
+NOTICE_MAX_RATE = env_number("NOTICE_MAX_RATE", None, kind=float, minimum=0.01, maximum=10**6)
 # Days a notice that is done with (sent, stopped, failed) is kept before the worker forgets
 # it, with the links in it and a customer left with no order.
 NOTICE_RETENTION_DAYS = env_number("NOTICE_RETENTION_DAYS", 90, minimum=1, maximum=3650)

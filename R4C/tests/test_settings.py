@@ -92,6 +92,8 @@ def test_the_helpers_read_good_values_and_defaults(monkeypatch):
         ({"NOTICE_REPEAT_HOURS": "-1"}, ["NOTICE_REPEAT_HOURS"]),
         ({"EMAIL_TIMEOUT": "0"}, ["EMAIL_TIMEOUT"]),
         ({"NOTICE_CONNECTIONS": "0"}, ["NOTICE_CONNECTIONS"]),
+        ({"NOTICE_MAX_RATE": "0"}, ["NOTICE_MAX_RATE"]),
+        ({"NOTICE_MAX_RATE": "fast"}, ["NOTICE_MAX_RATE"]),
         ({"NOTICE_DAILY_CAP": "0"}, ["NOTICE_DAILY_CAP"]),
         ({"API_KEYS_REQUIRED": "sometimes"}, ["API_KEYS_REQUIRED"]),
         ({"ORDER_LIMIT_PER_CLIENT": "-1"}, ["ORDER_LIMIT_PER_CLIENT"]),

@@ -19,6 +19,9 @@ What holds, and why:
   reconnects for the rest of its batch, and fresh notices are claimed before those that
   keep failing. A slow one neither: after HAND_ON s its batch's other notices go back to
   the queue for idle senders, and its exchange is cut off at its deadline.
+- The senders press the mail server only as hard as it takes (`Pace`): they open more
+  connections while it accepts them, halve them when it says "too many", and keep to
+  NOTICE_MAX_RATE messages a second.
 """
 
 import contextlib
@@ -133,10 +136,99 @@ def message_for(order: Order) -> EmailMessage:
     )
 
 
+# How many connections the senders start with, before the server has accepted any.
+START = 2
+# Seconds after a "too many" during which the server's further refusals are the same one
+# (the sessions that were opening meanwhile), and after which one more connection is tried.
+COOL, PROBE = 1.0, 60.0
+
+
+class Pace:
+    """How hard a worker's senders press the mail server, as Postfix's feedback does.
+
+    They start with START connections and open one more for each connection or message the
+    server accepts, up to `most` (NOTICE_CONNECTIONS) within a second or two. When it says
+    "too many" or "slow down" (a 421, or a 4.7.x "try later"), they halve, and do not open
+    more than were open then until PROBE s pass without another refusal; then one more, and
+    so on. Sender n works while n < `allowed`; the others close their connections and wait.
+    With `rate` (NOTICE_MAX_RATE), messages leave at most that many a second, evenly spaced.
+    """
+
+    def __init__(self, most: int, rate: float | None = None):
+        self.most = most
+        self.allowed = min(START, most)
+        self.ceiling = most  # how far `allowed` grows without probing
+        self.open = 0  # connections open now
+        self.refused_at = -PROBE
+        self.interval = 1 / rate if rate else 0.0
+        self.next_slot = 0.0
+        self._changed = threading.Condition()
+
+    def seated(self, sender: int, wait: float = 0) -> bool:
+        """May sender n work now? Waits up to `wait` s for a seat."""
+        with self._changed:
+            return self._changed.wait_for(lambda: sender < self.allowed, wait)
+
+    def opened(self) -> None:
+        with self._changed:
+            self.open += 1
+        self.accepted()
+
+    def closed(self) -> None:
+        with self._changed:
+            self.open -= 1
+
+    def accepted(self) -> None:
+        """The server accepted a connection or a message: one more sender may work."""
+        with self._changed:
+            now = time.monotonic()
+            if self.ceiling < self.most and now - self.refused_at > PROBE:
+                self.ceiling += 1
+                self.refused_at = now  # the next probe a PROBE later
+            if self.allowed < self.ceiling:
+                self.allowed += 1
+                self._changed.notify_all()
+
+    def refused(self, opening: bool) -> bool:
+        """The server said "too many" or "slow down" (to a connection `opening`, or to a
+        message): halve the senders, once for all that say so within COOL s. True if other
+        connections are open: then a refused connection is about their number, not about
+        its message, which goes back to the queue untried."""
+        with self._changed:
+            now = time.monotonic()
+            if now - self.refused_at > COOL:
+                before = self.allowed
+                # The most sessions the server took without complaint: it is not asked for
+                # more until a probe. (None open: it refuses everyone, not a number.)
+                if taken := self.open if opening else self.open - 1:
+                    self.ceiling = max(1, min(self.ceiling, taken))
+                self.allowed = max(1, min(self.allowed // 2, self.ceiling))
+                self.refused_at = now
+                log.warning(
+                    "the mail server asks for fewer connections: %s now, up to %s, not %s",
+                    self.allowed,
+                    self.ceiling,
+                    before,
+                )
+            return self.open > 0
+
+    def turn(self) -> None:
+        """Wait for this message's turn under NOTICE_MAX_RATE."""
+        if not self.interval:
+            return
+        with self._changed:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        time.sleep(slot - now)
+
+
 class MailConnection:
     """One sender's connection to the mail server, kept across its batches while busy."""
 
-    def __init__(self):
+    def __init__(self, pace: Pace | None = None, sender: int = 0):
+        self.pace = pace or Pace(1, settings.NOTICE_MAX_RATE)
+        self.sender = sender
         self.mailer = mailers.default
         self.is_open = False
         self.cut_off = False  # the exchange in hand passed its deadline (abort)
@@ -156,21 +248,34 @@ class MailConnection:
         if not self.is_open:
             self.mailer.open()
             self.is_open = True
+            self.pace.opened()
 
     def close(self) -> None:
         if self.is_open:
             self.is_open = False
+            self.pace.closed()
             try:
                 self.mailer.close()
             except (OSError, smtplib.SMTPException):
                 pass  # it is gone already
 
-    def send(self, order: Order) -> Attempt:
-        """Send the order's notice, opening the connection if needed: the attempt, unsaved.
+    def send(self, order: Order) -> Attempt | None:
+        """Send the order's notice, opening the connection if needed: the attempt, unsaved;
+        None if the server turned the connection away for the others open (not tried).
 
         After a failure that leaves the connection unusable it is closed, so that the next
         message opens a new one.
         """
+        attempt = self._send(order)
+        if attempt is None or attempt.unreachable:  # the pace knows already
+            return attempt
+        if attempt.outcome == Attempt.Outcome.SENT:
+            self.pace.accepted()
+        elif attempt.code == 421 or status_in(attempt.reply).startswith("4.7."):
+            self.pace.refused(opening=False)
+        return attempt
+
+    def _send(self, order: Order) -> Attempt | None:
         started = time.monotonic()
         self.cut_off = False
         try:
@@ -178,6 +283,8 @@ class MailConnection:
         except (OSError, smtplib.SMTPException) as error:
             # Down, refusing or too slow: nothing was sent.
             self.close()
+            if getattr(error, "smtp_code", None) == 421 and self.pace.refused(opening=True):
+                return None
             return _attempt(started, Attempt.Outcome.RETRY, None, _words(error), unreachable=True)
         try:
             self.mailer.send_messages([message_for(order)])
@@ -351,8 +458,13 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
                 reason = batch.retry_while_held(outbox.what_became_of, tag, order)
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
+            mail.pace.turn()
             with batch.watched(mail, orders[index + 1 :]):
                 attempt = mail.send(order)
+            if attempt is None:  # too many connections: the batch goes to those open
+                batch.retry_while_held(outbox.release, tag)
+                time.sleep(COOL / 4)
+                break
             _log(tag, order, attempt)
             if not batch.retry_while_held(outbox.record, tag, order, attempt):
                 reason = batch.retry_while_held(outbox.what_became_of, tag, order)
@@ -391,6 +503,10 @@ def work(stop: threading.Event, mail: MailConnection, idle: Callable[[], bool] |
     """
     try:
         while not stop.is_set():
+            if not mail.pace.seated(mail.sender):
+                mail.close()  # the server asked for fewer connections: wait for a seat
+                mail.pace.seated(mail.sender, wait=1)
+                continue
             try:
                 if outbox.make_due() or send_batch(mail, stop):
                     continue
@@ -439,13 +555,17 @@ def serve(stop: threading.Event, connections: int) -> None:
     """The daemon: `connections` senders, woken by the database or by polling, until `stop`."""
     idle = IdleSenders()
 
-    def sender() -> None:
+    pace = Pace(connections, settings.NOTICE_MAX_RATE)
+
+    def sender(n: int) -> None:
         try:
-            work(stop, MailConnection(), idle.wait)
+            work(stop, MailConnection(pace, n), idle.wait)
         finally:
             connection.close()
 
-    senders = [threading.Thread(target=sender, name=f"sender-{n}") for n in range(connections)]
+    senders = [
+        threading.Thread(target=sender, args=(n,), name=f"sender-{n}") for n in range(connections)
+    ]
     for thread in senders:
         thread.start()
     log.info("sending notices on up to %s connections; stop with SIGTERM or Ctrl-C", connections)

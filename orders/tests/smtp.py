@@ -2,10 +2,12 @@
 
 import asyncio
 import socket
+import time
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from django.test import override_settings
 
 
@@ -36,6 +38,10 @@ class Handler:
         self.on_data = None  # called (in the server's thread) as each DATA arrives
         self.on_accept = None  # called with the number of messages accepted so far
         self.port = None  # where smtp_server() listens
+        self.sessions = 0  # open now
+        self.most_sessions = None  # more at once are turned away at the greeting with 421
+        self.turned_away = []  # when each was (time.monotonic())
+        self.accepted_at = []  # when each message was accepted (time.monotonic())
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.connections += 1
@@ -76,6 +82,7 @@ class Handler:
             return "451 4.3.0 Mailbox busy, try again later"
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
+        self.accepted_at.append(time.monotonic())
         self.senders.append(envelope.mail_from)
         self.raw.append(envelope.original_content)
         if self.on_accept:
@@ -84,6 +91,33 @@ class Handler:
 
     def recipients(self) -> list[str]:
         return sorted(address for rcpt_tos, _ in self.messages for address in rcpt_tos)
+
+
+class Session(SMTP):
+    """A session, turned away at its greeting when the server has `most_sessions` open
+    already, as a relay that limits a client's concurrent connections does."""
+
+    def connection_made(self, transport):
+        self.event_handler.sessions += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        self.event_handler.sessions -= 1
+        super().connection_lost(error)
+
+    async def _handle_client(self):
+        handler = self.event_handler
+        if handler.most_sessions is not None and handler.sessions > handler.most_sessions:
+            handler.turned_away.append(time.monotonic())
+            await self.push("421 4.7.0 Too many concurrent SMTP connections, try again later")
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class Server(Controller):
+    def factory(self):
+        return Session(self.handler, **self.SMTP_kwargs)
 
 
 def mailer_settings(port: int, timeout: float = 5):
@@ -102,7 +136,7 @@ def smtp_server():
     """Yield the Handler of a running server; the default mailer points at it meanwhile."""
     handler = Handler()
     handler.port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller = Server(handler, hostname="127.0.0.1", port=handler.port)
     controller.start()
     try:
         with mailer_settings(controller.port):

@@ -295,6 +295,46 @@ class WorkerProcessTests(TransactionTestCase):
         self.assertLess(attempt.seconds, 15)
         self.assertEqual(Order.objects.filter(state="sent").count(), 6)
 
+    def test_a_relay_that_turns_away_more_than_8_sessions_gets_8_within_10_s(self):
+        emails = [f"customer{i:04}@example.com" for i in range(1000)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            # 421 at the greeting above 8 sessions; about 0.1 s a message, so that 8
+            # connections take longer than 10 s for the 1,000.
+            server.most_sessions = 8
+            server.step_delay = 0.03
+            worker = self.start_worker(server.port, NOTICE_CONNECTIONS="16")
+            started = time.monotonic()
+            self.assertTrue(wait_for(lambda: len(server.messages) == 1000, seconds=120))
+            worker.send_signal(signal.SIGTERM)
+            _, log = worker.communicate(timeout=30)
+
+        self.assertTrue(server.turned_away)  # it opened more than 8
+        self.assertLess(server.turned_away[-1] - started, 10)  # and settled within 10 s
+        self.assertGreater(server.accepted_at[-1] - started, 10)  # while it still sent
+        self.assertEqual(server.recipients(), emails)  # each once
+        self.assertEqual(Order.objects.filter(state="sent").count(), 1000)
+        self.assertIn("the mail server asks for fewer connections", log)
+
+    def test_notice_max_rate_spaces_messages_evenly(self):
+        emails = [f"customer{i:03}@example.com" for i in range(300)]
+        place("R2-D2", *emails)
+        produce("R2-D2")
+
+        with smtp_server() as server:
+            worker = self.start_worker(server.port, NOTICE_CONNECTIONS="16", NOTICE_MAX_RATE="50")
+            self.assertTrue(wait_for(lambda: len(server.messages) == 300, seconds=60))
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+
+        times = server.accepted_at
+        busiest = max(sum(t <= u < t + 1 for u in times) for t in times)
+        self.assertLessEqual(busiest, 55)  # no second holds more than 55
+        self.assertGreater(times[-1] - times[0], 299 / 55)
+        self.assertEqual(server.recipients(), emails)
+
     @skipUnless(connection.vendor == "sqlite", "on PostgreSQL the order's NOTIFY wakes it")
     def test_on_sqlite_an_order_in_stock_wakes_the_worker_and_a_second_worker_polls(self):
         produce("R2-D2")
