@@ -249,8 +249,10 @@ def _catalog_changed(**kwargs) -> None:
 
 
 class RobotManager(models.Manager):
-    def produce(self, model: str, version: str, created) -> "Robot | None":
+    def produce(self, model: str, version: str, created, then=None) -> "Robot | None":
         """Record a robot of catalog `model`-`version` (upper case); None if there is none.
+        `then(robot)`, if given, runs in the robot's transaction (an idempotent robot's
+        answer is written with it).
 
         The production line's hot path: the catalog entry from this process's memory
         (Version.by_serial), then one INSERT, in autocommit. The database's check (orders
@@ -265,9 +267,11 @@ class RobotManager(models.Manager):
             if found is None:
                 return None
             robot = Robot(model_id=found.model_id, version=found, created=created)
-            try:  # a savepoint within a caller's transaction (an idempotent robot's)
-                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            try:  # a savepoint within a caller's transaction
+                with transaction.atomic() if then or connection.in_atomic_block else nullcontext():
                     robot.save()
+                    if then:
+                        then(robot)
                 return robot
             except IntegrityError:  # renamed, or deleted and made anew, since looked up
                 Version.recent.forget(serial)
@@ -418,6 +422,9 @@ class IdempotentAnswer(models.Model):
         verbose_name, verbose_name_plural = "сохранённый ответ", "сохранённые ответы"
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="one_answer_per_key")]
 
+    class Taken(Exception):
+        """The key has an answer already (perhaps an expired one)."""
+
     @classmethod
     def earlier(cls, scope: str, key: str) -> "IdempotentAnswer | None":
         since = timezone.now() - cls.KEPT
@@ -425,15 +432,22 @@ class IdempotentAnswer(models.Model):
 
     @classmethod
     def keep(cls, scope: str, key: str, digest: str, answer: HttpResponse) -> None:
-        """In the robot's transaction; IntegrityError if another request took the key first."""
+        """In the robot's transaction; Taken if the key has an answer (another request took
+        it first, or an expired answer holds it: `forget_expired`)."""
+        try:
+            cls.objects.create(
+                scope=scope,
+                key=key,
+                digest=digest,
+                status=answer.status_code,
+                body=answer.content.decode(),
+            )
+        except IntegrityError:
+            raise cls.Taken(key) from None
+
+    @classmethod
+    def forget_expired(cls, scope: str, key: str) -> None:
         cls.objects.filter(scope=scope, key=key, created_at__lt=timezone.now() - cls.KEPT).delete()
-        cls.objects.create(
-            scope=scope,
-            key=key,
-            digest=digest,
-            status=answer.status_code,
-            body=answer.content.decode(),
-        )
 
     @classmethod
     def purge(cls) -> int:

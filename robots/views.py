@@ -4,7 +4,6 @@ import json
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -90,8 +89,8 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return data
 
 
-def _produce(reported: dict) -> Robot | None:
-    return Robot.objects.produce(reported["model"], reported["version"], reported["created"])
+def _produce(reported: dict, then=None) -> Robot | None:
+    return Robot.objects.produce(reported["model"], reported["version"], reported["created"], then)
 
 
 def _not_in_catalog(reported: dict) -> JsonResponse:
@@ -111,18 +110,22 @@ def _add_robot_once(request: HttpRequest, reported: dict, key: str) -> JsonRespo
         return problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
     scope = str(request.api_key.pk) if request.api_key else ""
     digest = hashlib.sha256(request.body).hexdigest()
-    try:
-        with transaction.atomic():
-            earlier = IdempotentAnswer.earlier(scope, key)
+
+    def answer(robot: Robot) -> None:
+        nonlocal response
+        response = JsonResponse(robot_json(robot), status=201)
+        IdempotentAnswer.keep(scope, key, digest, response)
+
+    response = earlier = None
+    while earlier is None:
+        try:  # the robot and its answer, in one transaction
+            if _produce(reported, then=answer) is None:
+                return _not_in_catalog(reported)
+            return response
+        except IdempotentAnswer.Taken:  # by a request before, or at the same moment: that
+            earlier = IdempotentAnswer.earlier(scope, key)  # one's answer is committed
             if earlier is None:
-                robot = _produce(reported)
-                if robot is None:
-                    return _not_in_catalog(reported)
-                response = JsonResponse(robot_json(robot), status=201)
-                IdempotentAnswer.keep(scope, key, digest, response)
-                return response
-    except IntegrityError:  # the same key at the same moment: that request won; its answer
-        earlier = IdempotentAnswer.earlier(scope, key)  # is committed by now
+                IdempotentAnswer.forget_expired(scope, key)  # older than a day
     if earlier.digest != digest:
         return problem(422, "This Idempotency-Key came with another body before.")
     # The first answer's very bytes: a client may compare or sign bodies.
