@@ -1,11 +1,13 @@
-"""How long a Prometheus scrape of /metrics takes with 100,000 orders, next to a bare count.
+"""Whether the health reads stay flat as orders grow: /healthz and /metrics at each size.
 
     .venv/bin/python bench/metrics.py                # SQLite file bench/metrics.sqlite3
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/r4c_bench .venv/bin/python bench/metrics.py
 
-Builds --orders orders (a fifth waiting, the rest sent with one accepted attempt each), then
-times, best of --repeat, the collector's queries (what every scrape runs, formatted as
-Prometheus text) against a bare `SELECT state, COUNT(*) ... GROUP BY state`.
+For each of --sizes, builds that many orders (a fifth waiting, the rest sent with one accepted
+attempt each; the tally folded, as the worker does every few seconds), then times, best of
+--repeat, GET /healthz and a scrape of /metrics (the collectors' queries, formatted as
+Prometheus text), next to a bare `SELECT state, COUNT(*) ... GROUP BY state`, which grows
+with the table. Goal: each read at the largest size within 1.5x its time at the smallest.
 """
 
 import argparse
@@ -18,12 +20,13 @@ setup_django("metrics.sqlite3")
 
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 from prometheus_client import generate_latest
 from world import reset
 
 from customers.models import Customer
-from orders.models import Attempt, Order, State
+from orders.models import Attempt, Order, State, Tally
 from R4C.metrics import registry
 from robots.models import Model, Version
 
@@ -73,18 +76,35 @@ def bare() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    build(args.orders)
-    scrape = best(lambda: generate_latest(registry()), args.repeat)
-    count = best(bare, args.repeat)
-    print(
-        f"{connection.vendor}, {args.orders:,} orders: /metrics's collection best "
-        f"{scrape[0]:.1f} ms (median {scrape[1]:.1f}), bare GROUP BY best {count[0]:.1f} ms "
-        f"(median {count[1]:.1f}); ratio {scrape[0] / count[0]:.1f}"
-    )
+    client = Client()
+
+    def healthz() -> None:
+        assert client.get("/healthz").status_code == 200
+
+    rows = []
+    for size in map(int, args.sizes.split(",")):
+        build(size)
+        Tally.fold()
+        rows.append(
+            (
+                size,
+                best(healthz, args.repeat),
+                best(lambda: generate_latest(registry()), args.repeat),
+                best(bare, args.repeat),
+            )
+        )
+    print(f"{connection.vendor}: best (median) ms, {args.repeat} times each")
+    print(f"{'orders':>10} {'/healthz':>16} {'/metrics':>16} {'bare GROUP BY':>16}")
+    for size, *reads in rows:
+        print(f"{size:>10,}" + "".join(f"{b:>8.2f} ({m:>5.2f})" for b, m in reads))
+    (small, *first), (large, *last) = rows[0], rows[-1]
+    for name, a, b in zip(("/healthz", "/metrics", "bare GROUP BY"), first, last, strict=True):
+        goal = "" if name.startswith("bare") else " (goal: at most 1.5)"
+        print(f"{name} at {large:,} ÷ at {small:,}: {b[0] / a[0]:.2f}{goal}")
 
 
 if __name__ == "__main__":

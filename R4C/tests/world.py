@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orders.mail import outbox
 from orders.mail.worker import MailConnection, send_batch, send_once
-from orders.models import Order
+from orders.models import Order, Tally
 from robots.models import Model, Robot, Version
 
 CATALOG = {"R2": ["D2", "A1"], "13": ["XS"]}
@@ -39,6 +39,9 @@ def text_of(message) -> str:
 
 
 def catalog() -> None:
+    """The catalog, before any order: nothing tallied either (between tests, SQLite's flush
+    deletes the tables in any order, and an order deleted after the tally adds a -1)."""
+    Tally.objects.all().delete()
     for model_name, names in CATALOG.items():
         model = Model.objects.create(name=model_name)
         for name in names:

@@ -1,12 +1,12 @@
 """What `/metrics` says about the notices, read from the database at scrape time.
 
 Every web process answers the same numbers, whichever one Prometheus reaches, because they
-come from the database, not from counters in a process. Counters are counted over the
-attempts on record, which the worker forgets with their notices after
-NOTICE_RETENTION_DAYS: Prometheus sees that as a counter reset, which `rate()` allows for.
+come from the database, not from counters in a process: from the tally the database keeps
+as it writes (`Tally`), and the worker's backlog over its indexes, so that a scrape takes
+as long at a million orders as at ten thousand. The counters count every attempt and bounce
+ever recorded, also those forgotten since with their notices.
 """
 
-from django.db.models import Count, Q, Sum
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -14,32 +14,21 @@ from prometheus_client.core import (
 )
 
 from orders.mail.outbox import backlog
-from orders.models import Attempt, Bounce, Heartbeat, Order, State, Suppression
-
-# Seconds from due to accepted: a notice should go within a second; an SMTP outage shows as
-# minutes to hours (retries back off up to six hours).
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600)
-# SMTP reply classes; `connection`: the server never answered (down, refused, timed out).
-REPLY_CLASSES = {
-    "2xx": Q(code__gte=200, code__lt=300),
-    "4xx": Q(code__gte=400, code__lt=500),
-    "5xx": Q(code__gte=500, code__lt=600),
-    "connection": Q(code__isnull=True),
-}
+from orders.models import BUCKETS, REPLY_CLASSES, Bounce, Heartbeat, State, Tally
 
 
 class NoticeCollector:
-    """The r4c_* families; a few queries a scrape, each over an index or a small table."""
+    """The r4c_* families: the tally, and the backlog over the worker's indexes."""
 
     def describe(self) -> list:
         # Registering a collector without this would collect it at once: a query at import.
         return []
 
     def collect(self):
-        states = dict(Order.objects.values_list("state").annotate(n=Count("pk")).order_by())
+        tally = Tally.counts()
         notices = GaugeMetricFamily("r4c_notices", "Notices by state.", labels=["state"])
         for state in State:
-            notices.add_metric([state.value], states.get(state.value, 0))
+            notices.add_metric([state.value], tally[f"notices.{state.value}"])
         yield notices
 
         waiting = backlog()
@@ -63,11 +52,8 @@ class NoticeCollector:
         replies = CounterMetricFamily(
             "r4c_smtp_replies", "SMTP attempts by the server's reply class.", labels=["class"]
         )
-        counted = Attempt.objects.aggregate(
-            **{name: Count("pk", filter=match) for name, match in REPLY_CLASSES.items()}
-        )
-        for name in REPLY_CLASSES:
-            replies.add_metric([name], counted[name])
+        for name in [*REPLY_CLASSES, "connection"]:
+            replies.add_metric([name], tally[f"replies.{name}"])
         yield replies
 
         bounces = CounterMetricFamily(
@@ -75,26 +61,22 @@ class NoticeCollector:
             "Bounces and complaints that came back about notices, by kind.",
             labels=["kind"],
         )
-        kinds = dict(Bounce.objects.values_list("kind").annotate(n=Count("pk")).order_by())
         for kind in Bounce.Kind:
-            bounces.add_metric([kind.value], kinds.get(kind.value, 0))
+            bounces.add_metric([kind.value], tally[f"bounces.{kind.value}"])
         yield bounces
         yield GaugeMetricFamily(
             "r4c_suppressed_addresses",
             "Addresses no notice is sent to: they bounced or complained.",
-            value=Suppression.objects.count(),
+            value=tally["suppressed"],
         )
 
-        sent = Attempt.objects.filter(waited__isnull=False)
-        within = sent.aggregate(
-            total=Count("pk"),
-            seconds=Sum("waited"),
-            **{f"le{i}": Count("pk", filter=Q(waited__lte=le)) for i, le in enumerate(BUCKETS)},
-        )
+        within, cumulative = [], 0
+        for le in BUCKETS:
+            cumulative += tally[f"delivery.{le}"]
+            within.append((str(le), cumulative))
         yield HistogramMetricFamily(
             "r4c_notice_delivery_seconds",
             "Seconds from a notice becoming due to the mail server accepting it.",
-            buckets=[(str(le), within[f"le{i}"]) for i, le in enumerate(BUCKETS)]
-            + [("+Inf", within["total"])],
-            sum_value=within["seconds"] or 0,
+            buckets=[*within, ("+Inf", tally["delivery.count"])],
+            sum_value=tally["delivery.ms"] / 1000,
         )

@@ -35,7 +35,8 @@ is one conditional UPDATE (on the claim, or on the state it saw), or placing's u
 which locks the order's row for its short transaction.
 
 The arrival trigger (migration 0007, then 0010) reads `WAITING` and `CHANNEL`; a test reads
-the installed trigger back and checks them.
+the installed trigger back and checks them. The tally's triggers (migration 0022) count every
+change of state for /metrics, whichever transition makes it.
 """
 
 import hashlib
@@ -50,7 +51,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, Count, F, Min, OuterRef, Q, Subquery, Sum, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -318,20 +319,29 @@ def backlog() -> dict:
     by the mail server (due, being sent, or waiting to retry), and since when they are due;
     arrivals not yet made due."""
     now = timezone.now()
-    due = Order.objects.filter(state__in=PENDING, next_attempt_at__lte=now)
-    oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
-    unsent = Order.objects.filter(state__in=PENDING)
-    since = unsent.order_by("due_at").values_list("due_at", flat=True).first()
+    # One read a state, each over its partial index (order_due_idx, order_sending_idx):
+    # as quick at a million orders done with as at none.
+    reads = [
+        Order.objects.filter(state=state).aggregate(
+            due=Count("pk", filter=Q(next_attempt_at__lte=now)),
+            oldest_due=Min("next_attempt_at", filter=Q(next_attempt_at__lte=now)),
+            unsent=Count("pk"),
+            oldest_unsent=Min("due_at"),
+        )
+        for state in PENDING
+    ]
     return {
-        "due": due.count(),
-        "oldest_due_seconds": _age(now, oldest),
-        "unsent": unsent.count(),
-        "oldest_unsent_seconds": _age(now, since),
+        "due": sum(read["due"] for read in reads),
+        "oldest_due_seconds": _age(now, (read["oldest_due"] for read in reads)),
+        "unsent": sum(read["unsent"] for read in reads),
+        "oldest_unsent_seconds": _age(now, (read["oldest_unsent"] for read in reads)),
         "arrivals": Arrival.objects.count(),
     }
 
 
-def _age(now: datetime, since: datetime | None) -> float:
+def _age(now: datetime, times) -> float:
+    """Seconds since the earliest of `times` (None: nothing), or 0."""
+    since = min(filter(None, times), default=None)
     return round((now - since).total_seconds(), 1) if since else 0
 
 

@@ -47,7 +47,7 @@ from django.utils import timezone
 from customers.models import ascii_address
 from orders.mail import outbox
 from orders.mail.bounces import envelope_sender, kind_of, status_in
-from orders.models import Attempt, Bounce, Heartbeat, Order, RateCounter
+from orders.models import Attempt, Bounce, Heartbeat, Order, RateCounter, Tally
 from R4C.logs import redact
 from robots.models import IdempotentAnswer, split_serial
 
@@ -584,10 +584,10 @@ def serve(stop: threading.Event, connections: int) -> None:
 def dispatch(
     stop: threading.Event, idle: IdleSenders, connections: int, door: socket.socket | None
 ) -> None:
-    """The worker's main thread: show the worker alive (its heartbeat row), forget what has
-    expired now and then, make arrivals due, and wake as many senders as there are batches
-    due (told by LISTEN on PostgreSQL; on SQLite by a request's datagram on `door`, or by
-    polling, also behind a pooler)."""
+    """The worker's main thread: show the worker alive (its heartbeat row) and fold the
+    tally every WORKER_BEAT s, forget what has expired now and then, make arrivals due, and
+    wake as many senders as there are batches due (told by LISTEN on PostgreSQL; on SQLite
+    by a request's datagram on `door`, or by polling, also behind a pooler)."""
     listening = None
     # LISTEN's session: the worker's own, or a direct one past the pooler.
     ear = db_connections["listen"] if "listen" in settings.DATABASES else connection
@@ -599,6 +599,7 @@ def dispatch(
                 # A write: on a server that turned read-only (a demoted primary) it fails,
                 # and the connection is made again, to the primary.
                 Heartbeat.seen(name)
+                Tally.fold()  # what /metrics reads stays a few rows
                 if ear is not connection and listening is not None:
                     with ear.cursor() as cursor:  # a vanished server is noticed (keepalives)
                         cursor.execute("SELECT 1")
