@@ -118,7 +118,11 @@ class Migration(migrations.Migration):
                 ("name", models.CharField(max_length=40)),
                 ("n", models.BigIntegerField()),
             ],
-            options={"verbose_name": "счётчик", "verbose_name_plural": "счётчики"},
+            options={
+                "verbose_name": "счётчик",
+                "verbose_name_plural": "счётчики",
+                "indexes": [models.Index(fields=["name", "n"], name="tally_idx")],
+            },
         ),
         migrations.RunPython(create, drop),
     ]  # fmt: skip
