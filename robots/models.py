@@ -267,7 +267,7 @@ class RobotManager(models.Manager):
             if found is None:
                 return None
             robot = Robot(model_id=found.model_id, version=found, created=created)
-            try:  # a savepoint within a caller's transaction
+            try:  # with its answer in one transaction; a savepoint within a caller's
                 with transaction.atomic() if then or connection.in_atomic_block else nullcontext():
                     robot.save()
                     if then:
