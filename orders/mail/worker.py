@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from email.utils import parseaddr
@@ -160,8 +161,10 @@ class Pace:
         self.ceiling = most  # how far `allowed` grows without probing
         self.open = 0  # connections open now
         self.refused_at = -PROBE
-        self.interval = 1 / rate if rate else 0.0
+        self.rate = rate
         self.next_slot = 0.0
+        self.sent = deque()  # when each message of the last second was answered
+        self.sending = 0  # messages between their turn and the server's answer
         self._changed = threading.Condition()
 
     def seated(self, sender: int, wait: float = 0) -> bool:
@@ -212,15 +215,37 @@ class Pace:
                 )
             return self.open > 0
 
-    def turn(self) -> None:
-        """Wait for this message's turn under NOTICE_MAX_RATE."""
-        if not self.interval:
+    @contextmanager
+    def turn(self):
+        """A message's turn under NOTICE_MAX_RATE: evenly spaced, and never more than `rate`
+        in any second counting those still on their way, so that a delay between a turn and
+        the server's answer cannot bunch messages where the server counts them."""
+        if not self.rate:
+            yield
             return
         with self._changed:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        time.sleep(slot - now)
+            while True:
+                now = time.monotonic()
+                while self.sent and self.sent[0] <= now - 1:
+                    self.sent.popleft()
+                full = len(self.sent) + self.sending >= self.rate
+                if now >= self.next_slot and not full:
+                    break
+                # Until the slot, and while full until the oldest leaves the second (or one
+                # on its way is answered: it notifies).
+                until = self.next_slot
+                if full:
+                    until = max(until, self.sent[0] + 1 if self.sent else now + 1)
+                self._changed.wait(max(until - now, 0.001))
+            self.sending += 1
+            self.next_slot = now + 1 / self.rate
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.sending -= 1
+                self.sent.append(time.monotonic())
+                self._changed.notify_all()
 
 
 class MailConnection:
@@ -458,8 +483,7 @@ def send_batch(mail: MailConnection, stop: threading.Event | None = None) -> boo
                 reason = batch.retry_while_held(outbox.what_became_of, tag, order)
                 log.info("order %s: not sent: %s", order.pk, reason)
                 continue
-            mail.pace.turn()
-            with batch.watched(mail, orders[index + 1 :]):
+            with mail.pace.turn(), batch.watched(mail, orders[index + 1 :]):
                 attempt = mail.send(order)
             if attempt is None:  # too many connections: the batch goes to those open
                 batch.retry_while_held(outbox.release, tag)
